@@ -1,0 +1,9 @@
+"""(commands registered here are added by their owners)"""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the app."""

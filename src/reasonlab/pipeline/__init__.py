@@ -1,0 +1,1 @@
+"""Pipeline stages: each module has one public entry function taking a config object."""
