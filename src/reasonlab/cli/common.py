@@ -8,7 +8,7 @@ from contextlib import contextmanager
 import typer
 from rich.console import Console
 
-__all__ = ["console", "fail", "user_errors"]
+__all__ = ["console", "err_console", "fail", "progress_bar", "user_errors"]
 
 console = Console(stderr=False, highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -29,3 +29,14 @@ def user_errors(*kinds: type[Exception]) -> Iterator[None]:
         yield
     except (DataError, FileNotFoundError, *kinds) as err:
         raise fail(str(err)) from None
+
+
+@contextmanager
+def progress_bar(total: int, description: str) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar; yields `advance(n)`. Quiet when output is not a terminal."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=True, disable=not err_console.is_terminal) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda n=1: progress.advance(task, n)

@@ -42,6 +42,8 @@ class Solution:
     the bit rule), `candidates` how many distinct rules fit every example and
     `agreeing` how many of those give this answer (1/1 = unambiguous).
     `trace_complete` is False when the answer came from a search too long to render.
+    `alternatives` lists the other answers that rules consistent with every example
+    give (the audit uses it to tell a tie-break miss from an unexplained gold answer).
     """
 
     puzzle: Any
@@ -51,6 +53,7 @@ class Solution:
     agreeing: int = 1
     trace_complete: bool = True
     notes: tuple[str, ...] = ()
+    alternatives: tuple[str, ...] = ()
 
     @property
     def ambiguous(self) -> bool:

@@ -1,0 +1,113 @@
+"""Run the right solver on every row of a dataset, in parallel, never stopping on one row.
+
+Each row becomes a `SolvedRow`: the answer (empty when none), a status
+(`solved`, `unsolved`, `no_solver`, `error`) and a detail saying why or how sure.
+With `render=True` the chain-of-thought trace comes back too, so `traces` reuses
+this loop instead of repeating it.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+from reasonlab.puzzles.base import PuzzleFormatError, Solution
+from reasonlab.puzzles.registry import UNKNOWN, classify, family_module
+
+__all__ = ["SolvedRow", "solve_one", "solve_rows", "PREDICTION_COLUMNS"]
+
+PREDICTION_COLUMNS = ("id", "answer", "family", "status", "subtype", "detail")
+_CHUNK = 32  # rows per task sent to a worker: large enough to amortise pickling
+
+
+@dataclass(frozen=True)
+class SolvedRow:
+    id: str
+    family: str
+    subtype: str
+    answer: str
+    status: str  # solved | unsolved | no_solver | error
+    detail: str = ""  # the reason when unsolved, ambiguity or trace notes when solved
+    ambiguous: bool = False
+    alternatives: tuple[str, ...] = ()
+    trace: str | None = None  # the rendered chain of thought (render=True only)
+    trace_complete: bool = True
+
+    def as_prediction(self) -> dict[str, str]:
+        return {name: getattr(self, name) for name in PREDICTION_COLUMNS}
+
+
+def _solution_detail(solution: Solution) -> str:
+    parts = []
+    if solution.candidates > 1:
+        parts.append(f"{solution.agreeing}/{solution.candidates} consistent rules give this answer")
+    if not solution.trace_complete:
+        parts.append("trace incomplete")
+    parts.extend(solution.notes)
+    return "; ".join(parts)
+
+
+def solve_one(row_id: str, prompt: str, render: bool = False) -> SolvedRow:
+    """Classify, parse, solve (and render) one prompt; every failure becomes a status."""
+    kind = classify(prompt)
+    if kind.family == UNKNOWN:
+        return SolvedRow(row_id, UNKNOWN, "", "", "no_solver", "no family recognises this prompt")
+    try:
+        module = family_module(kind.family)
+    except ModuleNotFoundError:
+        return SolvedRow(row_id, kind.family, kind.subtype, "", "no_solver", f"no solver for {kind.family} yet")
+    try:
+        outcome = module.solve(module.parse(prompt))
+        if not isinstance(outcome, Solution):
+            partial = outcome.partial or ""
+            return SolvedRow(row_id, kind.family, kind.subtype, partial, "unsolved", outcome.reason)
+        trace = module.render(outcome) if render else None
+    except PuzzleFormatError as err:
+        return SolvedRow(row_id, kind.family, kind.subtype, "", "unsolved", f"malformed prompt: {err}")
+    except Exception as err:  # one row's bug must not stop a 10,000-row run
+        where = traceback.extract_tb(err.__traceback__)[-1]
+        reason = f"{type(err).__name__}: {err} ({os.path.basename(where.filename)}:{where.lineno})"
+        return SolvedRow(row_id, kind.family, kind.subtype, "", "error", reason)
+    return SolvedRow(
+        row_id,
+        kind.family,
+        kind.subtype,
+        outcome.answer,
+        "solved",
+        _solution_detail(outcome),
+        ambiguous=outcome.ambiguous,
+        alternatives=tuple(outcome.alternatives),
+        trace=trace,
+        trace_complete=outcome.trace_complete,
+    )
+
+
+def _solve_chunk(chunk: list[tuple[str, str]], render: bool) -> list[SolvedRow]:
+    return [solve_one(row_id, prompt, render) for row_id, prompt in chunk]
+
+
+def solve_rows(
+    rows: Sequence[dict[str, str]],
+    workers: int = 1,
+    render: bool = False,
+    on_progress: Callable[[int], None] | None = None,
+) -> list[SolvedRow]:
+    """Solve every row (`id`, `prompt`), in input order; `workers` > 1 uses processes."""
+    items = [(row["id"], row["prompt"]) for row in rows]
+    chunks = [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
+    results: list[SolvedRow] = []
+    if workers <= 1:
+        for chunk in chunks:
+            results.extend(_solve_chunk(chunk, render))
+            if on_progress:
+                on_progress(len(chunk))
+        return results
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for chunk_result in pool.map(_solve_chunk, chunks, [render] * len(chunks)):
+            results.extend(chunk_result)
+            if on_progress:
+                on_progress(len(chunk_result))
+    return results
