@@ -23,7 +23,7 @@ def write_csv(tmp_path: Path) -> Callable[..., Path]:
         path = tmp_path / name
         columns = list(columns or rows[0].keys())
         with path.open("w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=columns)
+            writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
         return path

@@ -32,8 +32,8 @@ def user_errors(*kinds: type[Exception]) -> Iterator[None]:
 
 
 @contextmanager
-def progress_bar(total: int, description: str) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar; yields `advance(n)`. Quiet when output is not a terminal."""
+def progress_bar(total: int | None, description: str) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar (`total=None`: size unknown); yields `advance(n)`. Quiet off a terminal."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -26,7 +27,7 @@ def classify(
 
     with user_errors():
         rows = read_rows(data, required=("id", "prompt"))
-    labels = [{"id": row["id"], **classify_prompt(row["prompt"]).__dict__} for row in rows]
+    labels = [{"id": row["id"], **asdict(classify_prompt(row["prompt"]))} for row in rows]
     counts = Counter((label["family"], label["subtype"]) for label in labels)
     table = Table(title=f"{data.name}: {len(rows)} rows")
     for column in ("family", "subtype", "rows", "share"):

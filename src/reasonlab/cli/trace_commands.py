@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -64,7 +65,7 @@ def build(
 
     with user_errors(OSError):
         loaded = load_recipe(recipe)
-        with progress_bar(0, "building") as advance:
+        with progress_bar(None, "building") as advance:
             result = build_dataset(loaded, output, workers=workers, on_progress=advance)
     console.print(_trace_table(result, f"{recipe.name}: dataset"))
     console.print(f"wrote {len(result.rows)} rows to {output} and {manifest_path(output)}")
@@ -93,7 +94,7 @@ def audit(
     for finding in findings[:20]:
         console.print(f"  {finding.id} [{finding.family}] {finding.kind}: {finding.reason}")
     if output:
-        write_rows(output, (f.__dict__ for f in findings), AUDIT_COLUMNS)
+        write_rows(output, (asdict(f) for f in findings), AUDIT_COLUMNS)
         console.print(f"wrote {output}")
 
 
