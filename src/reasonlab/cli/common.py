@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -10,8 +11,9 @@ from rich.console import Console
 
 __all__ = ["console", "err_console", "fail", "progress_bar", "user_errors"]
 
-console = Console(stderr=False, highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# Off a terminal (logs, CI, pipes) rich would wrap tables at 80 columns; logs can be wider.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

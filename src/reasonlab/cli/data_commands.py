@@ -31,7 +31,7 @@ def classify(
     counts = Counter((label["family"], label["subtype"]) for label in labels)
     table = Table(title=f"{data.name}: {len(rows)} rows")
     for column in ("family", "subtype", "rows", "share"):
-        table.add_column(column, justify="right" if column in ("rows", "share") else "left")
+        table.add_column(column, justify="right" if column in ("rows", "share") else "left", no_wrap=True)
     for (family, subtype), count in sorted(counts.items()):
         table.add_row(family, subtype, str(count), f"{count / len(rows):.1%}")
     console.print(table)
@@ -76,15 +76,15 @@ def _solve_table(rows: list[dict[str, str]], solved: list, title: str) -> Table:
             if has_gold and result.answer and is_correct(row["answer"], result.answer):
                 counts["correct"] += 1
     table = Table(title=f"{title}: solver results")
-    columns = ["family", "solved", "ambiguous", "unsolved", "no_solver", "error"] + (["correct"] if has_gold else [])
+    columns = ["family", "rows", "solved", "ambiguous", "unsolved", "no_solver", "error"]
+    columns += ["correct", "accuracy"] if has_gold else []
     for column in columns:
-        table.add_column(column, justify="left" if column == "family" else "right")
+        table.add_column(column, justify="left" if column == "family" else "right", no_wrap=True)
     for label in sorted(tally):
         c = tally[label]
-        cells = [f"{c['solved']}/{c['total']}", str(c["ambiguous"]), str(c["unsolved"]), str(c["no_solver"]), str(c["error"])]
-        if has_gold:
-            cells.append(f"{c['correct']}/{c['total']} ({c['correct'] / c['total']:.1%})")
-        table.add_row(label, *cells)
+        cells = [c["total"], c["solved"], c["ambiguous"], c["unsolved"], c["no_solver"], c["error"]]
+        cells += [c["correct"], f"{c['correct'] / c['total']:.1%}"] if has_gold else []
+        table.add_row(label, *map(str, cells))
     return table
 
 
@@ -104,7 +104,7 @@ def score(
         report = score_files(predictions, gold, per_row)
     table = Table(title=f"{predictions.name} vs {gold.name}")
     for column in ("family", "correct", "total", "accuracy"):
-        table.add_column(column, justify="left" if column == "family" else "right")
+        table.add_column(column, justify="left" if column == "family" else "right", no_wrap=True)
     for group in report.groups():
         table.add_row(group.label, str(group.correct), str(group.total), f"{group.accuracy:.2%}")
     total = len(report.rows)
