@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from reasonlab.cli import data_commands, eval_commands, model_commands, trace_commands
+from reasonlab.cli import data_commands, eval_commands, model_commands, plan_commands, trace_commands
 
 __all__ = ["app", "main"]
 
@@ -20,7 +20,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for module in (data_commands, trace_commands, model_commands, eval_commands):
+for module in (data_commands, trace_commands, model_commands, eval_commands, plan_commands):
     module.register(app)
 
 

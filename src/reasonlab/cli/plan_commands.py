@@ -1,0 +1,50 @@
+"""`reasonlab budget`: what a $5, $100 or $15,000 run buys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from reasonlab.cli.common import console, fail, user_errors
+
+__all__ = ["register"]
+
+
+def budget(
+    gpu_hour_usd: Annotated[float, typer.Option(help="What one GPU hour costs you (your provider's price).")],
+    usd: Annotated[list[float], typer.Option("--usd", help="Budgets to plan (repeatable).")] = [5.0, 100.0, 15000.0],  # noqa: B006
+    sft: Annotated[Optional[Path], typer.Option(help="SFT JSONL: mean tokens per example and epochs from it.")] = None,
+    tokens_per_example: Annotated[Optional[float], typer.Option(help="Without --sft: mean tokens per example.")] = None,
+    tokens_per_s: Annotated[Optional[float], typer.Option(help="Training tokens/s per GPU; default: the measured H200 figure.")] = None,
+    gpus: Annotated[int, typer.Option(min=1, help="GPUs in the run (wall time assumes linear scaling).")] = 1,
+) -> None:
+    """Plan a training budget: GPU hours, tokens, examples and epochs per dollar amount."""
+    from reasonlab.pipeline.budget import MEASURED_SOURCE, MEASURED_TOKENS_PER_S, plan_budget, sft_token_stats
+
+    rows = None
+    if sft is not None:
+        with user_errors(ValueError, KeyError):
+            rows, tokens_per_example = sft_token_stats(sft)
+    if tokens_per_example is None:
+        raise fail("give --sft SFT.jsonl or --tokens-per-example N")
+    speed = tokens_per_s or MEASURED_TOKENS_PER_S
+    with user_errors(ValueError):
+        lines = plan_budget(usd, gpu_hour_usd, tokens_per_example, speed, gpus, rows)
+    source = "given" if tokens_per_s else MEASURED_SOURCE
+    table = Table(title="What a budget buys", caption=f"{speed:,.0f} tokens/s per GPU ({source}); "
+                  f"{tokens_per_example:,.0f} tokens per example; ${gpu_hour_usd:,.2f} per GPU hour")
+    for column in ("budget", "GPU hours", "wall hours", "tokens", "examples", "epochs of --sft"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for line in lines:
+        epochs = f"{line.epochs:.2f}" if line.epochs is not None else "-"
+        table.add_row(f"${line.usd:,.0f}", f"{line.gpu_hours:,.1f}", f"{line.wall_hours:,.1f}",
+                      f"{line.tokens / 1e6:,.1f}M", f"{line.examples:,}", epochs)
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `budget` to the app."""
+    app.command()(budget)
