@@ -1,0 +1,108 @@
+"""Bit-manipulation benchmark: speed, accuracy, ambiguity and trace lengths.
+
+    python bench/bench_bit_manipulation.py /work/shared/data/train_dev.csv [--tokenizer DIR] [--notation hex]
+    python bench/bench_bit_manipulation.py --generate 500             # N generated puzzles
+
+Single process on purpose: this is the per-row cost the lead's `--workers` divides.
+Prints rows/s and total seconds of parse+solve (render timed apart), correct/total by
+the competition metric when answers are known, how many rows were ambiguous (several
+rules fit and disagree on the query) or unsolved and why, and the distribution of
+trace lengths in characters, and in tokens when a tokenizer folder is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+from collections import Counter
+
+from reasonlab.dataset.csvio import read_rows
+from reasonlab.metric import extract_answer, is_correct
+from reasonlab.puzzles import bit_manipulation as bits
+from reasonlab.puzzles.base import Solution
+from reasonlab.puzzles.registry import classify
+
+
+def _percentiles(values: list[int]) -> str:
+    values = sorted(values)
+    pick = lambda q: values[min(len(values) - 1, int(q * len(values)))]
+    return (
+        f"p50 {pick(0.5)}  p95 {pick(0.95)}  max {values[-1]}  mean {statistics.fmean(values):.0f}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "data", nargs="?", help="competition CSV (id,prompt[,answer]); bit rows are used"
+    )
+    parser.add_argument(
+        "--generate", type=int, default=1000, help="without DATA: puzzles to generate"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--tokenizer", help="a tokenizer folder (transformers) to count trace tokens"
+    )
+    parser.add_argument("--notation", choices=("bin", "hex"), default="bin")
+    args = parser.parse_args()
+    if args.data:
+        rows = [
+            r
+            for r in read_rows(args.data, required=("id", "prompt"))
+            if classify(r["prompt"]).family == bits.NAME
+        ]
+    else:
+        rng = random.Random(args.seed)
+        rows = []
+        for i in range(args.generate):
+            g = bits.generate(rng)
+            rows.append({"id": f"gen{i}", "prompt": g.prompt, "answer": g.answer})
+
+    start = time.perf_counter()
+    results = [bits.solve(bits.parse(r["prompt"])) for r in rows]
+    seconds = time.perf_counter() - start
+    print(
+        f"rows {len(rows)}  solve {seconds:.2f} s  {len(rows) / seconds:.0f} rows/s (single process)"
+    )
+
+    solved = [(r, s) for r, s in zip(rows, results) if isinstance(s, Solution)]
+    unsolved = Counter(s.reason for s in results if not isinstance(s, Solution))
+    ambiguous = sum(1 for _, s in solved if s.ambiguous)
+    several = sum(1 for _, s in solved if s.candidates > 1)
+    print(
+        f"rows where several distinct rules fit: {several} (they disagree on the query in {ambiguous})"
+    )
+    fallback = sum(1 for _, s in solved if any(n.startswith("fallback") for n in s.notes))
+    print(
+        f"solved {len(solved)}  unsolved {sum(unsolved.values())}  ambiguous {ambiguous}  fallback {fallback}"
+    )
+    for reason, n in unsolved.most_common():
+        print(f"  unsolved x{n}: {reason}")
+    if all(r.get("answer") for r in rows):
+        correct = sum(1 for r, s in solved if is_correct(r["answer"], s.answer))
+        amb_correct = sum(1 for r, s in solved if s.ambiguous and is_correct(r["answer"], s.answer))
+        print(
+            f"correct {correct}/{len(rows)} = {100 * correct / len(rows):.2f}%  (ambiguous rows: {amb_correct}/{ambiguous})"
+        )
+
+    options = bits.RenderOptions(notation=args.notation)
+    start = time.perf_counter()
+    traces = [bits.render(s, options) for _, s in solved]
+    print(f"render {time.perf_counter() - start:.2f} s  notation {args.notation}")
+    broken = sum(1 for t, (_, s) in zip(traces, solved) if extract_answer(t) != s.answer)
+    print(
+        f"trace chars: {_percentiles([len(t) for t in traces])}  (boxed answer != solver answer: {broken})"
+    )
+    if args.tokenizer:
+        from transformers import AutoTokenizer  # heavy: only when asked
+
+        tok = AutoTokenizer.from_pretrained(args.tokenizer)
+        print(f"trace tokens: {_percentiles([len(tok(t)['input_ids']) for t in traces])}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,321 @@
+"""Bit manipulation: the rule space, the search, the Bayesian tie-break, traces, generation."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from reasonlab.metric import extract_answer, is_correct
+from reasonlab.puzzles import bit_manipulation as bits
+from reasonlab.puzzles.base import PuzzleFormatError, Solution, Unsolved, boxed
+from reasonlab.puzzles.bit_rules import (
+    TRANSFORMS,
+    Family,
+    Prior,
+    Rule,
+    Transform,
+    consistent_rules,
+    expression,
+    load_prior,
+    near_misses,
+    search_any,
+)
+from reasonlab.puzzles.registry import classify, solve_prompt
+
+REPO = Path(__file__).resolve().parents[1]
+DEV_CSV = (
+    REPO.parent / "shared" / "data" / "train_dev.csv"
+)  # as in conftest; absent on clean checkouts
+
+XOR, OR, AND, MAJ, CHOICE = 0b0110, 0b1110, 0b1000, 0b11101000, 0b10111000  # bit k = G(key k)
+
+
+def rule(*names: str, table: int) -> Rule:
+    return Rule(tuple(Transform(n[:3], int(n[3:])) for n in names), table)  # type: ignore[arg-type]
+
+
+# ---- copies of the input ----
+
+
+@pytest.mark.parametrize(
+    "kind, amount, x, expected",
+    [
+        ("rol", 1, 0b10000001, 0b00000011),  # the top bit wraps to the bottom
+        ("rol", 7, 0b00000001, 0b10000000),  # rol7 is a rotation right by 1
+        ("shl", 3, 0b11111111, 0b11111000),  # zeros enter at the right
+        ("shr", 2, 0b11111111, 0b00111111),  # zeros enter at the left
+        ("shr", 7, 0b10000000, 0b00000001),
+    ],
+)
+def test_transform_apply(kind, amount, x, expected):
+    assert Transform(kind, amount).apply(x) == expected
+
+
+@pytest.mark.parametrize("kind, amount", [("ror", 1), ("rol", 0), ("shl", 8)])
+def test_transform_rejects_outside_space(kind, amount):
+    with pytest.raises(ValueError, match="transform"):
+        Transform(kind, amount)
+
+
+def test_rule_rejects_non_canonical_operands():
+    with pytest.raises(ValueError, match="canonical order"):
+        Rule((Transform("shr", 1), Transform("rol", 2)), XOR)
+
+
+# ---- formulas for truth tables ----
+
+
+@pytest.mark.parametrize(
+    "table, arity, text",
+    [
+        (XOR, 2, "a XOR b"),
+        (OR, 2, "a OR b"),
+        (AND, 2, "a AND b"),
+        (0b0100, 2, "a AND NOT b"),  # key 2 = (a=1, b=0)
+        (MAJ, 3, "MAJ(a, b, c)"),
+        (CHOICE, 3, "CHOICE(b, c, a)"),  # b ? c : a
+    ],
+)
+def test_expression_names_common_functions(table, arity, text):
+    assert expression(table, arity).text("abc") == text
+
+
+@pytest.mark.parametrize("arity", [1, 2, 3])
+def test_every_truth_table_has_a_formula_that_computes_it(arity):
+    variables = [
+        sum(1 << k for k in range(1 << arity) if (k >> (arity - 1 - i)) & 1) for i in range(arity)
+    ]
+    mask = (1 << (1 << arity)) - 1
+    for table in range(1 << (1 << arity)):
+        assert expression(table, arity).eval(variables) & mask == table
+
+
+def test_rule_apply_matches_its_formula_and_signature():
+    r = rule("rol3", "shl1", "shr2", table=0b01101011)
+    formula = expression(r.table, r.arity)
+    for x in range(256):
+        assert r.apply(x) == formula.eval([t.apply(x) for t in r.operands])
+    assert r.signature() == bytes(r.apply(x) for x in range(256))
+
+
+# ---- parsing ----
+
+GOOD = bits.format_prompt([(0b01010001, 0b11011101), (0b00001001, 0b01101101)], 0b00110100)
+
+
+def test_parse_round_trips_the_generators_wording():
+    puzzle = bits.parse(GOOD)
+    assert puzzle.examples == ((0b01010001, 0b11011101), (0b00001001, 0b01101101))
+    assert puzzle.query == 0b00110100
+    assert classify(GOOD).family == bits.NAME
+
+
+@pytest.mark.parametrize(
+    "broken, message",
+    [
+        (GOOD.replace("8-bit binary", "binary"), "header"),
+        (GOOD.replace("Here are some", "Here are"), "second line"),
+        (GOOD.replace("01010001 -> 11011101", "0101001 -> 11011101"), "example 1 malformed"),
+        (GOOD.replace("output for: 00110100", "output for: 0011"), "query"),
+        (GOOD.replace("00001001 -> 01101101", "01010001 -> 01101101"), "two different outputs"),
+    ],
+)
+def test_parse_rejects_malformed_prompts(broken, message):
+    with pytest.raises(PuzzleFormatError, match=message):
+        bits.parse(broken)
+
+
+# ---- search and solve on puzzles whose rule is known ----
+
+
+def generated(n: int, seed: int, **knobs):
+    rng = random.Random(seed)
+    return [bits.generate(rng, **knobs) for _ in range(n)]
+
+
+def test_search_always_contains_the_true_rule():
+    prior = load_prior()
+    for g in generated(150, seed=1):
+        fits = consistent_rules(bits.parse(g.prompt).examples, sorted(prior.weights))
+        assert g.rule.signature() in {r.signature() for r in fits}, g.rule
+
+
+def test_unambiguous_solutions_agree_with_the_known_rule():
+    puzzles = generated(300, seed=2)
+    unambiguous = 0
+    for g in puzzles:
+        puzzle = bits.parse(g.prompt)
+        solution = bits.solve(puzzle)
+        assert isinstance(solution, Solution)
+        assert solution.rule.apply(puzzle.query) == int(solution.answer, 2)
+        if not solution.ambiguous:
+            unambiguous += 1
+            assert solution.answer == g.answer, (g.rule, solution.rule)
+    assert unambiguous >= 0.9 * len(puzzles)  # the dev split: 1268 of 1294 rows
+
+
+def test_generated_accuracy_like_the_dev_split():
+    puzzles = generated(300, seed=3)
+    correct = sum(is_correct(g.answer, solve_prompt(g.prompt).answer) for g in puzzles)
+    assert correct >= 0.97 * len(puzzles)
+
+
+def test_ambiguity_is_counted_and_decided_by_the_prior():
+    # y = shr1(x): with only these examples rol7 AND shr1 / shl? forms can disagree on 0xFF.
+    puzzle = bits.BitPuzzle(((0b00000010, 0b00000001), (0b00000100, 0b00000010)), 0b11111111)
+    solution = bits.solve(puzzle)
+    assert isinstance(solution, Solution)
+    assert solution.candidates > solution.agreeing >= 1
+    assert any(note.startswith("answers=") and note != "answers=1" for note in solution.notes)
+    assert solution.alternatives and solution.answer not in solution.alternatives
+    assert all(alt in bits.render(solution) for alt in solution.alternatives[:2])  # 3 answers shown
+
+
+def test_a_rule_outside_the_known_families_uses_the_fallback_search():
+    outsider = rule("rol1", "rol4", table=XOR)  # no rol+rol XOR family in the prior
+    assert outsider.family not in load_prior().weights
+    hits = 0
+    for g in generated(20, seed=4, rule=outsider, n_examples=10):
+        assert outsider.signature() in {
+            r.signature() for r in search_any(bits.parse(g.prompt).examples)
+        }
+        solution = bits.solve(bits.parse(g.prompt))
+        hits += isinstance(solution, Solution) and solution.answer == g.answer
+    assert hits >= 15
+
+
+def test_examples_no_rule_explains_are_unsolved():
+    # x = 0 makes every copy 0, so any rule maps it to 00000000 or 11111111.
+    puzzle = bits.BitPuzzle(((0, 0b01010101), (1, 2)), 3)
+    result = bits.solve(puzzle)
+    assert isinstance(result, Unsolved) and "no boolean function" in result.reason
+
+
+# ---- traces ----
+
+
+@pytest.mark.parametrize("notation", ["bin", "hex"])
+def test_render_checks_examples_and_boxes_the_answer(notation):
+    for g in generated(40, seed=5):
+        solution = bits.solve(bits.parse(g.prompt))
+        text = bits.render(solution, bits.RenderOptions(notation))
+        assert text.endswith(boxed(solution.answer))
+        assert extract_answer(text) == solution.answer
+        checks = [line for line in text.splitlines() if " -> " in line]
+        assert len(checks) == len(solution.puzzle.examples) and all(
+            c.endswith(" ok") for c in checks
+        )
+        assert len(text) < 4000  # far inside 7,680 tokens
+
+
+def test_near_misses_fit_a_leading_run_then_fail():
+    prior = load_prior()
+    for g in generated(30, seed=11):
+        examples = bits.parse(g.prompt).examples
+        misses, run = near_misses(examples, sorted(prior.weights))
+        assert 0 < run < len(examples) and misses
+        for miss in misses:
+            assert all(miss.apply(x) == y for x, y in examples[:run])
+            assert miss.apply(examples[run][0]) != examples[run][1]
+
+
+def test_trace_shows_a_rejected_guess_unless_disabled():
+    solution = bits.solve(bits.parse(generated(1, seed=12)[0].prompt))
+    assert "Reject." in bits.render(solution)
+    assert "Reject." not in bits.render(solution, bits.RenderOptions(near_miss=False))
+
+
+def test_hex_traces_are_shorter():
+    solution = bits.solve(bits.parse(generated(1, seed=6)[0].prompt))
+    assert len(bits.render(solution, bits.RenderOptions("hex"))) < len(bits.render(solution))
+
+
+# ---- generation ----
+
+
+def test_generate_draws_distinct_inputs_and_a_fresh_query():
+    for g in generated(100, seed=7):
+        puzzle = bits.parse(g.prompt)
+        inputs = [x for x, _ in puzzle.examples]
+        assert (
+            7 <= len(inputs) <= 10
+            and len(set(inputs)) == len(inputs)
+            and puzzle.query not in inputs
+        )
+        assert all(g.rule.apply(x) == y for x, y in puzzle.examples)
+        assert g.answer == format(g.rule.apply(puzzle.query), "08b")
+
+
+def test_generate_pins_family_and_rejects_unknown_knobs():
+    family = Family(("shl", "shr"), XOR)
+    assert all(g.rule.family == family for g in generated(10, seed=8, family=family))
+    with pytest.raises(TypeError, match="unknown knobs"):
+        bits.generate(random.Random(0), colour="red")
+
+
+@pytest.mark.skipif(not DEV_CSV.exists(), reason="dev CSV not present")
+def test_generated_wording_matches_the_dev_rows():
+    from reasonlab.dataset.csvio import read_rows
+
+    dev = next(r for r in read_rows(DEV_CSV) if classify(r["prompt"]).family == bits.NAME)
+    mine = generated(1, seed=9)[0].prompt
+    assert mine.split("\n")[:3] == dev["prompt"].split("\n")[:3]
+    assert mine.rsplit("\n", 1)[1][:-8] == dev["prompt"].rsplit("\n", 1)[1][:-8]
+
+
+# ---- the prior ----
+
+
+def test_shipped_prior_is_well_formed():
+    prior = load_prior()
+    assert prior.weights and all(w > 0 for w in prior.weights.values())
+    assert max(prior.weights, key=prior.weights.get) == Family(("shl", "shr"), XOR)
+    assert Prior.from_json(prior.to_json("x", 1)).weights.keys() == prior.weights.keys()
+
+
+def test_prior_rejects_a_table_of_the_wrong_size():
+    bad = json.dumps({"families": [{"kinds": ["rol", "shl"], "table": "0110110", "weight": 1}]})
+    with pytest.raises(ValueError, match="family 0"):
+        Prior.from_json(bad)
+
+
+def test_fit_script_recovers_the_generating_family(tmp_path, write_csv):
+    spec = importlib.util.spec_from_file_location(
+        "fit_bit_prior", REPO / "scripts" / "fit_bit_prior.py"
+    )
+    fit_bit_prior = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fit_bit_prior)
+    family = Family(("rol", "shl", "shr"), MAJ)
+    rows = [
+        {"id": str(i), "prompt": g.prompt}
+        for i, g in enumerate(generated(25, seed=10, family=family))
+    ]
+    out = tmp_path / "prior.json"
+    assert (
+        fit_bit_prior.main(
+            [str(write_csv("bits.csv", rows)), "--out", str(out), "--iterations", "20"]
+        )
+        == 0
+    )
+    fitted = Prior.from_json(out.read_text())
+    assert max(fitted.weights, key=fitted.weights.get) == family
+
+
+@pytest.mark.skipif(not DEV_CSV.exists(), reason="dev CSV not present")
+def test_dev_bit_rows_meet_the_acceptance_bar():
+    from reasonlab.dataset.csvio import read_rows
+
+    rows = [r for r in read_rows(DEV_CSV) if classify(r["prompt"]).family == bits.NAME]
+    correct = sum(
+        is_correct(r["answer"], solve_prompt(r["prompt"], bits.NAME).answer) for r in rows
+    )
+    assert correct >= 0.99 * len(rows)
+
+
+def test_transform_table_is_canonical():
+    assert [t.name for t in TRANSFORMS[:2]] == ["rol1", "rol2"] and len(TRANSFORMS) == 21
+    assert Path(bits.__file__).with_name("data").joinpath("bit_prior.json").exists()
