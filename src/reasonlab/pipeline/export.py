@@ -151,5 +151,5 @@ def merge_exported(model, export_dir: str | Path):
                 target = params[f"{expert['module']}.{expert['proj']}"][int(expert["i"])]
             else:
                 target = params[f"{native}.weight"]
-            target += delta.to(target.dtype)
+            target += delta.to(target.device, target.dtype)
     return model
