@@ -26,7 +26,7 @@ def puzzles() -> list[dict[str, str]]:
 
 
 def test_every_kept_trace_boxes_the_gold_answer(puzzles) -> None:
-    result = build_traces(puzzles)
+    result = build_traces(puzzles, allow_incomplete=True)
     gold = {row["id"]: row["answer"] for row in puzzles}
     assert {row["family"] for row in result.rows} == set(FAMILIES)
     for row in result.rows:
@@ -34,6 +34,14 @@ def test_every_kept_trace_boxes_the_gold_answer(puzzles) -> None:
         assert user["role"] == "user" and user["content"].endswith("\n" + SUFFIX)
         assert assistant["role"] == "assistant"
         assert is_correct(gold[row["id"]], extract_answer(assistant["content"])), row["id"]
+
+
+def test_incomplete_traces_are_dropped_by_default(puzzles) -> None:
+    """Cryptarithm traces that skip the digit search are counted, not kept, unless asked for."""
+    strict, lenient = build_traces(puzzles), build_traces(puzzles, allow_incomplete=True)
+    dropped = strict.stats["cryptarithm"].counts["dropped_incomplete"]
+    assert dropped > 0
+    assert len(lenient.rows) - len(strict.rows) == dropped
 
 
 def test_wrong_gold_answers_are_not_kept(puzzles) -> None:

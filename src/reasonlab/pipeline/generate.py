@@ -12,10 +12,13 @@ from collections.abc import Callable, Sequence
 
 from reasonlab.puzzles.registry import FAMILIES, family_module
 
-__all__ = ["GENERATED_COLUMNS", "SUBTYPED_FAMILIES", "generate_rows", "generate_mixed"]
+__all__ = ["GENERATED_COLUMNS", "GUESS_SHARE", "SUBTYPED_FAMILIES", "generate_rows", "generate_mixed"]
 
 GENERATED_COLUMNS = ("id", "prompt", "answer", "family", "subtype")
-SUBTYPED_FAMILIES = ("equation_numeric", "cryptarithm")  # these take subtype="deduce"|"guess"
+# Share of `guess` rows (query operator never shown) when no subtype is asked for, as
+# `reasonlab classify` counts them on the train split: 103/600 numeric, 129/645 cryptarithm.
+GUESS_SHARE = {"equation_numeric": 0.17, "cryptarithm": 0.20}
+SUBTYPED_FAMILIES = tuple(GUESS_SHARE)  # these take subtype="deduce"|"guess"
 
 
 def generate_rows(
@@ -25,17 +28,21 @@ def generate_rows(
     subtype: str | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> list[dict[str, str]]:
-    """`n` puzzles of one family; `subtype` ("deduce"/"guess") only for the equation families."""
+    """`n` puzzles of one family; `subtype` ("deduce"/"guess") only for the equation families,
+    which otherwise mix both in the train split's proportions."""
     if subtype and family not in SUBTYPED_FAMILIES:
         raise ValueError(f"family {family!r} has no subtypes; only {', '.join(SUBTYPED_FAMILIES)} do")
     if subtype not in (None, "", "deduce", "guess"):
         raise ValueError(f"subtype must be 'deduce' or 'guess', not {subtype!r}")
     module = family_module(family)
     rng = random.Random(f"reasonlab/{family}/{subtype or 'any'}/{seed}")
-    knobs = {"subtype": subtype} if subtype else {}
     rows = []
     for index in range(n):
-        puzzle = module.generate(rng, **knobs)
+        if family in GUESS_SHARE:
+            kind = subtype or ("guess" if rng.random() < GUESS_SHARE[family] else "deduce")
+            puzzle = module.generate(rng, subtype=kind)
+        else:
+            puzzle = module.generate(rng)
         rows.append(
             {
                 "id": f"{family}-{subtype + '-' if subtype else ''}{seed}-{index:06d}",
