@@ -17,8 +17,12 @@ import time
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--layers", type=int, default=52, help="first N layers of the real pattern (52 = all)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--layers", type=int, default=52, help="first N layers of the real pattern (52 = all)"
+    )
     parser.add_argument("--seq-len", type=int, default=2048)
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--rank", type=int, default=32)
@@ -36,7 +40,9 @@ def main() -> None:
 
     config = load_architecture()
     pattern = REAL_ARCHITECTURE["hybrid_override_pattern"][: args.layers]
-    config = type(config).from_dict({**REAL_ARCHITECTURE, "hybrid_override_pattern": pattern, "num_hidden_layers": len(pattern)})
+    config = type(config).from_dict(
+        {**REAL_ARCHITECTURE, "hybrid_override_pattern": pattern, "num_hidden_layers": len(pattern)}
+    )
     config.use_cache = False
     torch.manual_seed(0)
     start = time.perf_counter()
@@ -44,9 +50,16 @@ def main() -> None:
         model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
     init_s = time.perf_counter() - start
     targets = resolve_targets(model, PRESETS)
-    model = get_peft_model(model, LoraConfig(
-        r=args.rank, lora_alpha=args.rank, target_modules=targets.target_modules,
-        target_parameters=targets.target_parameters, task_type="CAUSAL_LM"))
+    model = get_peft_model(
+        model,
+        LoraConfig(
+            r=args.rank,
+            lora_alpha=args.rank,
+            target_modules=targets.target_modules,
+            target_parameters=targets.target_parameters,
+            task_type="CAUSAL_LM",
+        ),
+    )
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.enable_input_require_grads()
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -76,7 +89,9 @@ def main() -> None:
         "step_s": [round(t, 3) for t in times],
         "tokens_per_s": round(args.seq_len / (sum(timed) / len(timed)), 1),
         "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
-        "mamba_path": "fused mamba_ssm" if importlib.util.find_spec("mamba_ssm") else "torch fallback",
+        "mamba_path": "fused mamba_ssm"
+        if importlib.util.find_spec("mamba_ssm")
+        else "torch fallback",
         "gpu": torch.cuda.get_device_name(),
         "loss": float(loss),
     }

@@ -19,7 +19,9 @@ from reasonlab.pipeline.solve import solve_rows
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=2000, help="puzzles per family")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workers", type=int, default=2)
@@ -38,12 +40,16 @@ def main() -> None:
             if not result.ambiguous and result.status == "solved":
                 c["unambiguous"] += 1
                 c["unambiguous_correct"] += correct
-    print(f"{'family':<25} {'rows':>6} {'accuracy':>9} {'ambiguous':>10} {'unsolved':>9} {'acc. unambiguous':>17}")
+    print(
+        f"{'family':<25} {'rows':>6} {'accuracy':>9} {'ambiguous':>10} {'unsolved':>9} {'acc. unambiguous':>17}"
+    )
     for label in sorted(tally):
         c = tally[label]
-        unamb = c["unambiguous_correct"] / c["unambiguous"] if c["unambiguous"] else 0.0
-        print(f"{label:<25} {c['rows']:>6} {c['correct'] / c['rows']:>9.1%} {c['ambiguous'] / c['rows']:>10.1%} "
-              f"{c['unsolved'] / c['rows']:>9.1%} {unamb:>17.1%}")
+        unamb = f"{c['unambiguous_correct'] / c['unambiguous']:.1%}" if c["unambiguous"] else "-"
+        print(
+            f"{label:<25} {c['rows']:>6} {c['correct'] / c['rows']:>9.1%} {c['ambiguous'] / c['rows']:>10.1%} "
+            f"{c['unsolved'] / c['rows']:>9.1%} {unamb:>17}"
+        )
 
 
 if __name__ == "__main__":

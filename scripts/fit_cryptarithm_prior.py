@@ -24,7 +24,9 @@ from reasonlab.puzzles.equation_numeric import symbol_class
 from reasonlab.puzzles.equation_ops import KINDS, OPERATIONS, SETTINGS
 from reasonlab.puzzles.registry import classify
 
-DEFAULT_OUT = Path(__file__).resolve().parents[1] / "src/reasonlab/puzzles/data/cryptarithm_prior.json"
+DEFAULT_OUT = (
+    Path(__file__).resolve().parents[1] / "src/reasonlab/puzzles/data/cryptarithm_prior.json"
+)
 CLASSES = ("+", "-", "*", "other")
 GROUPS = ("standard", "symbolic")
 
@@ -36,8 +38,11 @@ def _normalise(counts: dict, smoothing: float = 0.0) -> dict:
 
 def fit_prior(csv_path: Path) -> dict:
     """The prior as a JSON-ready dict (`cryptarithm.Prior` fields plus a `source` line)."""
-    rows = [r for r in read_rows(csv_path, required=("id", "prompt", "answer"))
-            if classify(r["prompt"]).family == cryptarithm.NAME]
+    rows = [
+        r
+        for r in read_rows(csv_path, required=("id", "prompt", "answer"))
+        if classify(r["prompt"]).family == cryptarithm.NAME
+    ]
     settings = {g: dict.fromkeys((s.name for s in SETTINGS), 0.0) for g in GROUPS}
     operations = {s.name: dict.fromkeys((op.name for op in OPERATIONS), 0.0) for s in SETTINGS}
     kinds = {c: dict.fromkeys(KINDS, 0.0) for c in CLASSES}
@@ -57,7 +62,9 @@ def fit_prior(csv_path: Path) -> dict:
         for h in gold:
             share = h.weight / total
             settings[group][h.fit.setting.name] += share
-            pairs = list(h.fit.ops) + ([] if puzzle.query_seen else [(puzzle.query.op, h.operation)])
+            pairs = list(h.fit.ops) + (
+                [] if puzzle.query_seen else [(puzzle.query.op, h.operation)]
+            )
             for i, (symbol, op) in enumerate(pairs):
                 operations[h.fit.setting.name][op.name] += share
                 shown = i < len(h.fit.ops)

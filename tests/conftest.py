@@ -12,14 +12,18 @@ from typer.testing import CliRunner
 from reasonlab.cli import app
 
 REPO = Path(__file__).resolve().parents[1]
-DEV_CSV = REPO.parent / "shared" / "data" / "train_dev.csv"  # present on dev machines and CI, never committed
+DEV_CSV = (
+    REPO.parent / "shared" / "data" / "train_dev.csv"
+)  # present on dev machines and CI, never committed
 
 
 @pytest.fixture
 def write_csv(tmp_path: Path) -> Callable[..., Path]:
     """Write rows (dicts) to a CSV in tmp_path; returns its path."""
 
-    def write(name: str, rows: Sequence[dict[str, str]], columns: Sequence[str] | None = None) -> Path:
+    def write(
+        name: str, rows: Sequence[dict[str, str]], columns: Sequence[str] | None = None
+    ) -> Path:
         path = tmp_path / name
         columns = list(columns or rows[0].keys())
         with path.open("w", newline="", encoding="utf-8") as f:

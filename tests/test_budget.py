@@ -11,7 +11,14 @@ from reasonlab.pipeline.traces import sft_row
 
 def test_plan_arithmetic() -> None:
     # $10 at $2/h = 5 GPU hours = 18,000 s; at 100 tokens/s: 1.8M tokens; 1,000 tokens each: 1,800 examples
-    (line,) = plan_budget([10.0], gpu_hour_usd=2.0, tokens_per_example=1000, tokens_per_s=100, gpus=2, dataset_rows=600)
+    (line,) = plan_budget(
+        [10.0],
+        gpu_hour_usd=2.0,
+        tokens_per_example=1000,
+        tokens_per_s=100,
+        gpus=2,
+        dataset_rows=600,
+    )
     assert line.gpu_hours == pytest.approx(5.0)
     assert line.wall_hours == pytest.approx(2.5)
     assert line.tokens == pytest.approx(1.8e6)

@@ -41,10 +41,15 @@ def test_scorer_prompt_is_byte_exact(tokenizer):
 def test_training_template_renders_the_same_prompt(tokenizer):
     # trl's `{% generation %}` variant must not change the prompt bytes
     messages = [{"role": "user", "content": user_message(PUZZLE)}]
-    plain = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, enable_thinking=True)
+    plain = tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=True, enable_thinking=True
+    )
     training = tokenizer.apply_chat_template(
-        messages, chat_template=load_chat_template(training=True), tokenize=False,
-        add_generation_prompt=True, enable_thinking=True,
+        messages,
+        chat_template=load_chat_template(training=True),
+        tokenize=False,
+        add_generation_prompt=True,
+        enable_thinking=True,
     )
     assert plain == training
 
@@ -54,7 +59,13 @@ def test_training_text_equals_the_templates_full_conversation(tokenizer):
     example = sft_example(tokenizer, row)
     trace = row["messages"][1]["content"]
     full = tokenizer.apply_chat_template(
-        [row["messages"][0], {"role": "assistant", "content": "<think>\n" + completion_text(trace).removesuffix("<|im_end|>\n")}],
+        [
+            row["messages"][0],
+            {
+                "role": "assistant",
+                "content": "<think>\n" + completion_text(trace).removesuffix("<|im_end|>\n"),
+            },
+        ],
         tokenize=False,
     )
     assert example.prompt + example.completion == full
@@ -65,7 +76,11 @@ def test_training_prompt_tokens_equal_the_scorers(tokenizer):
     row = toy_sft_rows(3, seed=5)[2]
     example = sft_example(tokenizer, row)
     ids = tokenize_example(tokenizer, example)
-    scorer_ids = tokenizer(render_scorer_prompt(tokenizer, row["messages"][0]["content"].removesuffix("\n" + PROMPT_SUFFIX)))["input_ids"]
+    scorer_ids = tokenizer(
+        render_scorer_prompt(
+            tokenizer, row["messages"][0]["content"].removesuffix("\n" + PROMPT_SUFFIX)
+        )
+    )["input_ids"]
     n = len(scorer_ids)
     assert ids["input_ids"][:n] == scorer_ids
     assert ids["labels"][:n] == [-100] * n
@@ -94,8 +109,26 @@ def test_completion_text(trace, expected):
     ("row", "message"),
     [
         ({"id": "a", "messages": [{"role": "user", "content": "x"}]}, "list of"),
-        ({"id": "b", "messages": [{"role": "assistant", "content": "x"}, {"role": "user", "content": "y"}]}, "roles"),
-        ({"id": "c", "messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "no box"}]}, "boxed"),
+        (
+            {
+                "id": "b",
+                "messages": [
+                    {"role": "assistant", "content": "x"},
+                    {"role": "user", "content": "y"},
+                ],
+            },
+            "roles",
+        ),
+        (
+            {
+                "id": "c",
+                "messages": [
+                    {"role": "user", "content": "x"},
+                    {"role": "assistant", "content": "no box"},
+                ],
+            },
+            "boxed",
+        ),
     ],
 )
 def test_bad_rows_name_the_row(tokenizer, row, message):

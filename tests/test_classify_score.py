@@ -11,16 +11,20 @@ from reasonlab.puzzles.registry import classify
 
 W = "In Alice's Wonderland, "
 PROMPTS = {
-    "bit_manipulation": W + "a secret bit manipulation rule transforms 8-bit binary numbers. The transformation "
+    "bit_manipulation": W
+    + "a secret bit manipulation rule transforms 8-bit binary numbers. The transformation "
     "involves operations like bit shifts.\n\nHere are some examples of input -> output:\n00000001 -> 00000010\n\n"
     "Now, determine the output for: 00000011",
-    "gravity": W + "the gravitational constant has been secretly changed. Here are some example observations:\n"
+    "gravity": W
+    + "the gravitational constant has been secretly changed. Here are some example observations:\n"
     "For t = 1.0s, distance = 4.9 m\nNow, determine the falling distance for t = 2.0s given d = 0.5*g*t^2.",
-    "unit_conversion": W + "a secret unit conversion is applied to measurements. For example:\n10.0 m becomes 5.00\n"
+    "unit_conversion": W
+    + "a secret unit conversion is applied to measurements. For example:\n10.0 m becomes 5.00\n"
     "Now, convert the following measurement: 4.0 m",
     "cipher": W + "secret encryption rules are used on text. Here are some examples:\nbcd -> cat\n"
     "Now, decrypt the following text: bcd",
-    "numeral": W + "numbers are secretly converted into a different numeral system. Some examples are given below:\n"
+    "numeral": W
+    + "numbers are secretly converted into a different numeral system. Some examples are given below:\n"
     "11 -> XI\nNow, write the number 38 in the Wonderland numeral system.",
 }
 
@@ -44,7 +48,14 @@ def test_classify_equations(examples, query, family, subtype) -> None:
     assert (kind.family, kind.subtype) == (family, subtype)
 
 
-@pytest.mark.parametrize("prompt", ["", "What is 2+2?", W + "a secret set of transformation rules is applied to equations. garbled"])
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "",
+        "What is 2+2?",
+        W + "a secret set of transformation rules is applied to equations. garbled",
+    ],
+)
 def test_unknown_never_crashes(prompt: str) -> None:
     assert classify(prompt).family == "unknown"
 
@@ -77,8 +88,16 @@ def test_score_raw_outputs(cli, write_csv, tmp_path) -> None:
         {"id": "sym", "output": "\\boxed{a}b}"},  # '}' inside the answer: right
     ]
     per_row, summary = tmp_path / "rows.csv", tmp_path / "s.json"
-    result = cli("score", write_csv("pred.csv", outputs), "--gold", write_csv("gold.csv", GOLD),
-                 "--per-row", per_row, "--json", summary)
+    result = cli(
+        "score",
+        write_csv("pred.csv", outputs),
+        "--gold",
+        write_csv("gold.csv", GOLD),
+        "--per-row",
+        per_row,
+        "--json",
+        summary,
+    )
     assert "had no prediction" in result.output and "none" in result.output
     stats = json.loads(summary.read_text())
     assert stats["accuracy"] == pytest.approx(3 / 5)
@@ -90,17 +109,34 @@ def test_score_raw_outputs(cli, write_csv, tmp_path) -> None:
 def test_score_extracted_answers(cli, write_csv, tmp_path) -> None:
     answers = [{"id": "bits", "answer": "00011011"}, {"id": "grav", "answer": "19.5"}]
     summary = tmp_path / "s.json"
-    cli("score", write_csv("pred.csv", answers), "--gold", write_csv("gold.csv", GOLD), "--json", summary)
+    cli(
+        "score",
+        write_csv("pred.csv", answers),
+        "--gold",
+        write_csv("gold.csv", GOLD),
+        "--json",
+        summary,
+    )
     assert json.loads(summary.read_text())["accuracy"] == pytest.approx(2 / 5)
 
 
 def test_score_rejects_ids_not_in_gold(cli, write_csv) -> None:
-    result = cli("score", write_csv("pred.csv", [{"id": "stray", "answer": "1"}]),
-                 "--gold", write_csv("gold.csv", GOLD), expect=1)
+    result = cli(
+        "score",
+        write_csv("pred.csv", [{"id": "stray", "answer": "1"}]),
+        "--gold",
+        write_csv("gold.csv", GOLD),
+        expect=1,
+    )
     assert "stray" in result.output and "not in the gold file" in result.output
 
 
 def test_score_needs_answer_or_output(cli, write_csv) -> None:
-    result = cli("score", write_csv("pred.csv", [{"id": "bits", "guess": "1"}]),
-                 "--gold", write_csv("gold.csv", GOLD), expect=1)
+    result = cli(
+        "score",
+        write_csv("pred.csv", [{"id": "bits", "guess": "1"}]),
+        "--gold",
+        write_csv("gold.csv", GOLD),
+        expect=1,
+    )
     assert "'answer' column" in result.output

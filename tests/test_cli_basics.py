@@ -27,9 +27,11 @@ def test_help(cli, command: str) -> None:
 def test_core_runs_without_torch(tmp_path) -> None:
     """`import reasonlab.metric` and `reasonlab classify`/`score` must not need torch."""
     data = tmp_path / "d.csv"
-    data.write_text('id,prompt,answer\n1,"In Alice\'s Wonderland, numbers are secretly converted into a '
-                    'different numeral system. Some examples are given below:\n11 -> XI\nNow, write the '
-                    'number 38 in the Wonderland numeral system.",XXXVIII\n')
+    data.write_text(
+        "id,prompt,answer\n1,\"In Alice's Wonderland, numbers are secretly converted into a "
+        "different numeral system. Some examples are given below:\n11 -> XI\nNow, write the "
+        'number 38 in the Wonderland numeral system.",XXXVIII\n'
+    )
     preds = tmp_path / "p.csv"
     preds.write_text("id,answer\n1,XXXVIII\n")
     script = textwrap.dedent(f"""
@@ -44,6 +46,8 @@ def test_core_runs_without_torch(tmp_path) -> None:
             except SystemExit as exit:
                 assert exit.code in (0, None), (args, exit.code)
     """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
     assert result.returncode == 0, result.stderr
     assert "numeral" in result.stdout and "100.00%" in result.stdout

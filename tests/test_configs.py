@@ -14,13 +14,18 @@ import yaml
 from reasonlab.pipeline.train_config import RecipeError, load_recipe
 
 CONFIGS = [
-    p for p in sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
+    p
+    for p in sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
     if "lora" in (yaml.safe_load(p.read_text()) or {})
 ]
 
 
 def test_the_three_recipes_ship():
-    assert {p.name for p in CONFIGS} >= {"tiny-cpu.yaml", "nemotron-1gpu.yaml", "nemotron-multi-gpu.yaml"}
+    assert {p.name for p in CONFIGS} >= {
+        "tiny-cpu.yaml",
+        "nemotron-1gpu.yaml",
+        "nemotron-multi-gpu.yaml",
+    }
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
@@ -32,7 +37,13 @@ def test_shipped_config_loads(path):
 
 def test_nemotron_1gpu_is_the_winners_recipe():
     recipe = load_recipe(Path(__file__).parent.parent / "configs" / "nemotron-1gpu.yaml")
-    assert (recipe.lora.r, recipe.lora.alpha, recipe.learning_rate, recipe.lr_scheduler, recipe.epochs) == (32, 32, 2e-4, "cosine", 1)
+    assert (
+        recipe.lora.r,
+        recipe.lora.alpha,
+        recipe.learning_rate,
+        recipe.lr_scheduler,
+        recipe.epochs,
+    ) == (32, 32, 2e-4, "cosine", 1)
     assert recipe.batch_size * recipe.grad_accum == 16
 
 
@@ -63,5 +74,8 @@ def test_bad_recipe_names_the_field(tmp_path, text, field):
 
 
 def test_flags_override_yaml(tmp_path):
-    recipe = load_recipe(_write(tmp_path, BASE + "max_steps: 5\n"), {"max_steps": 9, "model": None, "data": "x.jsonl"})
+    recipe = load_recipe(
+        _write(tmp_path, BASE + "max_steps: 5\n"),
+        {"max_steps": 9, "model": None, "data": "x.jsonl"},
+    )
     assert (recipe.max_steps, recipe.model, recipe.data) == (9, "m", "x.jsonl")

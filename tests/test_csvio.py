@@ -45,7 +45,7 @@ def test_missing_file(tmp_path: Path) -> None:
 
 def test_write_is_atomic_and_round_trips(tmp_path: Path) -> None:
     path = tmp_path / "out.csv"
-    rows = [{"id": "a", "answer": "x}\\y, \"z\"\nw"}]
+    rows = [{"id": "a", "answer": 'x}\\y, "z"\nw'}]
     write_rows(path, rows, ("id", "answer"))
     assert read_rows(path) == rows
 

@@ -14,7 +14,9 @@ from reasonlab.pipeline.pack import pack_adapter
 from reasonlab.pipeline.verify import verify_submission
 
 
-def _native_adapter(model, out, r, presets=("attention", "mamba_in", "shared_experts", "routed_experts", "lm_head")):
+def _native_adapter(
+    model, out, r, presets=("attention", "mamba_in", "shared_experts", "routed_experts", "lm_head")
+):
     """Wrap `model` with LoRA (random B, as after training) and save it as `reasonlab train` does."""
     import torch
     from peft import LoraConfig, get_peft_model
@@ -23,15 +25,24 @@ def _native_adapter(model, out, r, presets=("attention", "mamba_in", "shared_exp
     from reasonlab.pipeline.train import PARAMETER_MAP_FILE, parameter_wrappers
 
     targets = resolve_targets(model, presets)
-    peft_model = get_peft_model(model, LoraConfig(
-        r=r, lora_alpha=2 * r, target_modules=targets.target_modules,
-        target_parameters=targets.target_parameters, init_lora_weights=False))
+    peft_model = get_peft_model(
+        model,
+        LoraConfig(
+            r=r,
+            lora_alpha=2 * r,
+            target_modules=targets.target_modules,
+            target_parameters=targets.target_parameters,
+            init_lora_weights=False,
+        ),
+    )
     meta = next(peft_model.parameters()).is_meta
     state = {}
     for name, p in peft_model.named_parameters():
         if ".lora_" in name:
             key = name.replace(".default", "")
-            state[key] = torch.randn(p.shape, dtype=torch.bfloat16) * 0.02 if meta else p.detach().clone()
+            state[key] = (
+                torch.randn(p.shape, dtype=torch.bfloat16) * 0.02 if meta else p.detach().clone()
+            )
     out.mkdir(parents=True)
     if meta:  # weights on the meta device cannot be saved by PEFT: write the same files by hand
         from safetensors.torch import save_file
@@ -63,7 +74,9 @@ def exported(tiny):
 
     root, model_dir = tiny
     torch.manual_seed(1)
-    peft_model = _native_adapter(AutoModelForCausalLM.from_pretrained(model_dir), root / "native", r=4)
+    peft_model = _native_adapter(
+        AutoModelForCausalLM.from_pretrained(model_dir), root / "native", r=4
+    )
     result = export_adapter(root / "native", root / "export")
     return root, model_dir, peft_model, result
 
@@ -73,14 +86,24 @@ def test_export_layout(exported):
 
     root, _, _, result = exported
     keys = load_file(str(root / "export" / "adapter_model.safetensors"))
-    assert all(k.startswith("base_model.model.backbone.layers.") or k.startswith("base_model.model.lm_head.") for k in keys)
+    assert all(
+        k.startswith(("base_model.model.backbone.layers.", "base_model.model.lm_head."))
+        for k in keys
+    )
     # 8 routed experts, each with its own up/down pair; no fused 3-D key survives
     assert "base_model.model.backbone.layers.1.mixer.experts.7.up_proj.lora_A.weight" in keys
-    assert keys["base_model.model.backbone.layers.1.mixer.experts.0.down_proj.lora_B.weight"].shape == (64, 4)
+    assert keys[
+        "base_model.model.backbone.layers.1.mixer.experts.0.down_proj.lora_B.weight"
+    ].shape == (64, 4)
     assert not any(k.endswith("mixer.experts.lora_A.weight") for k in keys)
     config = json.loads((root / "export" / "adapter_config.json").read_text())
-    assert config["target_modules"] == result.target_modules == sorted(
-        ["down_proj", "in_proj", "k_proj", "lm_head", "o_proj", "q_proj", "up_proj", "v_proj"])
+    assert (
+        config["target_modules"]
+        == result.target_modules
+        == sorted(
+            ["down_proj", "in_proj", "k_proj", "lm_head", "o_proj", "q_proj", "up_proj", "v_proj"]
+        )
+    )
     assert config["target_parameters"] is None
 
 
@@ -104,12 +127,16 @@ def test_pack_is_deterministic_and_verify_passes(exported, tmp_path):
     a = pack_adapter(root / "export", tmp_path / "a.zip")
     b = pack_adapter(root / "export", tmp_path / "b.zip")
     assert a.sha256 == b.sha256
-    assert zipfile.ZipFile(a.zip_path).namelist() == ["adapter_config.json", "adapter_model.safetensors"]
+    assert zipfile.ZipFile(a.zip_path).namelist() == [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+    ]
     report = verify_submission(a.zip_path, model_dir / "config.json")
     assert report.ok, report.checks
 
 
 # --- verify rejects, each with a clear message -------------------------------------------
+
 
 def _zip(path, files):
     with zipfile.ZipFile(path, "w") as zf:
@@ -119,7 +146,10 @@ def _zip(path, files):
 
 
 def _good_files(root):
-    return {n: (root / "export" / n).read_bytes() for n in ("adapter_config.json", "adapter_model.safetensors")}
+    return {
+        n: (root / "export" / n).read_bytes()
+        for n in ("adapter_config.json", "adapter_model.safetensors")
+    }
 
 
 def _edit_config(files, **changes):
@@ -138,31 +168,96 @@ def _edit_tensors(files, edit):
 
 def _rename(tensors, old, new):
     for ab in "AB":
-        tensors[f"base_model.model.{new}.lora_{ab}.weight"] = tensors.pop(f"base_model.model.{old}.lora_{ab}.weight")
+        tensors[f"base_model.model.{new}.lora_{ab}.weight"] = tensors.pop(
+            f"base_model.model.{old}.lora_{ab}.weight"
+        )
 
 
 CASES = {
     "rank 64": (lambda f: _edit_config(f, r=64), "rank", "exceeds 32"),
-    "rank_pattern 64": (lambda f: _edit_config(f, rank_pattern={"q_proj": 64}), "rank", "exceeds 32"),
-    "pickle .bin": (lambda f: {**f, "adapter_model.bin": b"\x80\x04pickle"}, "weights_format", "pickle weights refused"),
+    "rank_pattern 64": (
+        lambda f: _edit_config(f, rank_pattern={"q_proj": 64}),
+        "rank",
+        "exceeds 32",
+    ),
+    "pickle .bin": (
+        lambda f: {**f, "adapter_model.bin": b"\x80\x04pickle"},
+        "weights_format",
+        "pickle weights refused",
+    ),
     "path with ..": (lambda f: {**f, "../evil.txt": b"x"}, "archive", "'..' in path"),
     "absolute path": (lambda f: {**f, "/etc/evil": b"x"}, "archive", "absolute path"),
-    "missing config": (lambda f: {"adapter_model.safetensors": f["adapter_model.safetensors"]}, "adapter_config", "found 0"),
-    "two configs": (lambda f: {**f, "x/adapter_config.json": f["adapter_config.json"]}, "adapter_config", "found 2"),
-    "nonexistent module": (lambda f: _edit_tensors(f, lambda t: _rename(
-        t, "backbone.layers.3.mixer.q_proj", "backbone.layers.3.mixer.zz_proj")), "keys", "no module"),
-    "native name": (lambda f: _edit_tensors(f, lambda t: _rename(
-        t, "backbone.layers.3.mixer.q_proj", "model.layers.3.mixer.q_proj")), "keys", "reasonlab export"),
-    "shape mismatch": (lambda f: _edit_tensors(f, lambda t: t.update({
-        "base_model.model.backbone.layers.3.mixer.q_proj.lora_A.weight":
-            t["base_model.model.backbone.layers.3.mixer.q_proj.lora_A.weight"][:, :10].contiguous()})), "shapes", "expected"),
-    "out_proj target": (lambda f: _edit_tensors(_edit_config(f, target_modules=["q_proj", "out_proj"]), lambda t: None),
-                        "targets", "forbidden 'out_proj'"),
-    "out_proj key": (lambda f: _edit_tensors(f, lambda t: _rename(
-        t, "backbone.layers.0.mixer.in_proj", "backbone.layers.0.mixer.out_proj")), "keys", "must stay frozen"),
-    "NaN": (lambda f: _edit_tensors(f, lambda t: t["base_model.model.lm_head.lora_B.weight"].__setitem__((0, 0), float("nan"))),
-            "values", "NaN"),
-    "fused experts": (lambda f: _edit_config(f, target_parameters=["experts.up_proj"]), "targets", "fused 3-D"),
+    "missing config": (
+        lambda f: {"adapter_model.safetensors": f["adapter_model.safetensors"]},
+        "adapter_config",
+        "found 0",
+    ),
+    "two configs": (
+        lambda f: {**f, "x/adapter_config.json": f["adapter_config.json"]},
+        "adapter_config",
+        "found 2",
+    ),
+    "nonexistent module": (
+        lambda f: _edit_tensors(
+            f,
+            lambda t: _rename(
+                t, "backbone.layers.3.mixer.q_proj", "backbone.layers.3.mixer.zz_proj"
+            ),
+        ),
+        "keys",
+        "no module",
+    ),
+    "native name": (
+        lambda f: _edit_tensors(
+            f, lambda t: _rename(t, "backbone.layers.3.mixer.q_proj", "model.layers.3.mixer.q_proj")
+        ),
+        "keys",
+        "reasonlab export",
+    ),
+    "shape mismatch": (
+        lambda f: _edit_tensors(
+            f,
+            lambda t: t.update(
+                {
+                    "base_model.model.backbone.layers.3.mixer.q_proj.lora_A.weight": t[
+                        "base_model.model.backbone.layers.3.mixer.q_proj.lora_A.weight"
+                    ][:, :10].contiguous()
+                }
+            ),
+        ),
+        "shapes",
+        "expected",
+    ),
+    "out_proj target": (
+        lambda f: _edit_tensors(
+            _edit_config(f, target_modules=["q_proj", "out_proj"]), lambda t: None
+        ),
+        "targets",
+        "forbidden 'out_proj'",
+    ),
+    "out_proj key": (
+        lambda f: _edit_tensors(
+            f,
+            lambda t: _rename(
+                t, "backbone.layers.0.mixer.in_proj", "backbone.layers.0.mixer.out_proj"
+            ),
+        ),
+        "keys",
+        "must stay frozen",
+    ),
+    "NaN": (
+        lambda f: _edit_tensors(
+            f,
+            lambda t: t["base_model.model.lm_head.lora_B.weight"].__setitem__((0, 0), float("nan")),
+        ),
+        "values",
+        "NaN",
+    ),
+    "fused experts": (
+        lambda f: _edit_config(f, target_parameters=["experts.up_proj"]),
+        "targets",
+        "fused 3-D",
+    ),
 }
 
 
@@ -170,7 +265,9 @@ CASES = {
 def test_verify_rejects(exported, tmp_path, case):
     root, model_dir, _, _ = exported
     make, check, message = CASES[case]
-    report = verify_submission(_zip(tmp_path / "s.zip", make(_good_files(root))), model_dir / "config.json")
+    report = verify_submission(
+        _zip(tmp_path / "s.zip", make(_good_files(root))), model_dir / "config.json"
+    )
     assert not report.ok
     failed = [c for c in report.checks if c.status == "fail"]
     assert [c.name for c in failed] == [check] and message in failed[0].detail, report.checks
@@ -181,7 +278,11 @@ def test_verify_refuses_a_zip_bomb_by_declared_size(exported, tmp_path):
 
     root, model_dir, _, _ = exported
     files = {**_good_files(root), "padding.txt": b"\0" * 2_000_000}  # deflates to ~2 kB
-    report = verify_submission(_zip(tmp_path / "s.zip", files), model_dir / "config.json", VerifyOptions(max_declared_bytes=1_000_000))
+    report = verify_submission(
+        _zip(tmp_path / "s.zip", files),
+        model_dir / "config.json",
+        VerifyOptions(max_declared_bytes=1_000_000),
+    )
     assert report.checks[0].status == "fail" and "exceeds the limit" in report.checks[0].detail
 
 

@@ -123,7 +123,9 @@ def test_is_correct(gold: str, pred: str, correct: bool) -> None:
 
 # ---------------------------------------------------------------- properties
 answers = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r"), min_size=1, max_size=40
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r"),
+    min_size=1,
+    max_size=40,
 ).filter(lambda a: a.strip() and "\\boxed{" not in a)
 
 

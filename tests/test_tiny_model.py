@@ -18,7 +18,11 @@ def test_tiny_model_has_every_layer_kind_and_runs(tmp_path):
     model = AutoModelForCausalLM.from_pretrained(out)
     tokenizer = AutoTokenizer.from_pretrained(out)
     assert model.config.model_type == "nemotron_h"
-    assert set(model.config.layers_block_type) == {"linear_attention", "moe", "full_attention"}  # Mamba, MoE, attention
+    assert set(model.config.layers_block_type) == {
+        "linear_attention",
+        "moe",
+        "full_attention",
+    }  # Mamba, MoE, attention
     assert 100_000 < sum(p.numel() for p in model.parameters()) < 1_000_000
     for token in SPECIAL_TOKENS:  # each special is one token, never split
         assert len(tokenizer(token, add_special_tokens=False)["input_ids"]) == 1

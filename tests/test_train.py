@@ -25,8 +25,20 @@ def _ok(args):
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e")
     _ok(["tiny-model", "-o", str(root / "tiny")])
-    out = _ok(["train", "configs/tiny-cpu.yaml", "--model", str(root / "tiny"),
-               "--data", str(root / "tiny" / "toy_sft.jsonl"), "--output-dir", str(root / "train"), "--max-steps", "8"])
+    out = _ok(
+        [
+            "train",
+            "configs/tiny-cpu.yaml",
+            "--model",
+            str(root / "tiny"),
+            "--data",
+            str(root / "tiny" / "toy_sft.jsonl"),
+            "--output-dir",
+            str(root / "train"),
+            "--max-steps",
+            "8",
+        ]
+    )
     return root, out
 
 
@@ -36,7 +48,14 @@ def test_train_lowers_the_loss_and_adapts_every_preset(trained):
     losses = summary["losses"]
     assert len(losses) == 8 and losses[-1] < losses[0] - 0.3
     adapted = summary["adapted"]
-    for fragment in ("mixer.in_proj", "mixer.q_proj", "shared_experts.up_proj", "experts.up_proj", "experts.down_proj", "lm_head"):
+    for fragment in (
+        "mixer.in_proj",
+        "mixer.q_proj",
+        "shared_experts.up_proj",
+        "experts.up_proj",
+        "experts.down_proj",
+        "lm_head",
+    ):
         assert any(fragment in name for name in adapted), fragment
     assert not any(name.endswith(("out_proj", "conv1d", "gate")) for name in adapted)
     assert summary["zero_grad"] == []  # every adapted module got a gradient at step 1
@@ -56,9 +75,21 @@ def test_export_pack_verify_passes_on_the_trained_adapter(trained):
 
 def test_resume_continues_from_the_last_checkpoint(trained):
     root, _ = trained
-    output = _ok(["train", "configs/tiny-cpu.yaml", "--model", str(root / "tiny"),
-                  "--data", str(root / "tiny" / "toy_sft.jsonl"), "--output-dir", str(root / "train"),
-                  "--max-steps", "10", "--resume"])
+    output = _ok(
+        [
+            "train",
+            "configs/tiny-cpu.yaml",
+            "--model",
+            str(root / "tiny"),
+            "--data",
+            str(root / "tiny" / "toy_sft.jsonl"),
+            "--output-dir",
+            str(root / "train"),
+            "--max-steps",
+            "10",
+            "--resume",
+        ]
+    )
     # the first run saved checkpoint-6 (save_steps) and checkpoint-8 (its end)
     assert "resuming from" in output and "checkpoint-8" in output
     assert (root / "train" / "checkpoint-10").is_dir()
@@ -74,7 +105,9 @@ def test_resume_continues_from_the_last_checkpoint(trained):
     ],
 )
 def test_train_input_errors_are_clear(tmp_path, args, message):
-    result = runner.invoke(app, ["train", "configs/tiny-cpu.yaml", "--output-dir", str(tmp_path), *args])
+    result = runner.invoke(
+        app, ["train", "configs/tiny-cpu.yaml", "--output-dir", str(tmp_path), *args]
+    )
     assert result.exit_code == 1 and message in result.output
 
 

@@ -46,7 +46,9 @@ def test_incomplete_traces_are_dropped_by_default(puzzles) -> None:
 
 def test_wrong_gold_answers_are_not_kept(puzzles) -> None:
     wrong = {row["id"] for row in puzzles[1::2]}
-    corrupted = [{**row, "answer": "not-the-answer"} if row["id"] in wrong else row for row in puzzles]
+    corrupted = [
+        {**row, "answer": "not-the-answer"} if row["id"] in wrong else row for row in puzzles
+    ]
     kept = {row["id"] for row in build_traces(corrupted).rows}
     assert kept and not kept & wrong
 
@@ -79,7 +81,11 @@ def test_dataset_build_mixes_dedupes_and_writes_manifest(cli, write_csv, tmp_pat
     real = generate_rows("numeral", 8, seed=11)
     real_csv = write_csv("real.csv", real + [{**real[0], "id": "dup"}], ["id", "prompt", "answer"])
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(yaml.safe_dump({"seed": 1, "real": ["real.csv"], "generated": {"n": 3, "weights": {"numeral": 2}}}))
+    recipe.write_text(
+        yaml.safe_dump(
+            {"seed": 1, "real": ["real.csv"], "generated": {"n": 3, "weights": {"numeral": 2}}}
+        )
+    )
     out = tmp_path / "sft.jsonl"
     cli("dataset", "build", recipe, "-o", out)
     rows = read_jsonl(out)

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 __all__ = [
     "BASE_MODEL_ID",
-    "PROMPT_SUFFIX",
     "CHAT_TEMPLATE_KWARGS",
+    "FORBIDDEN_LORA_TARGETS",
     "GENERATION_PROMPT_END",
     "MAX_LORA_RANK",
-    "VLLM_LORA_RANKS",
-    "MAX_NEW_TOKENS",
     "MAX_MODEL_LEN",
-    "SCORER_SAMPLING",
+    "MAX_NEW_TOKENS",
+    "PROMPT_SUFFIX",
     "SCORER_ENGINE",
-    "FORBIDDEN_LORA_TARGETS",
+    "SCORER_SAMPLING",
+    "VLLM_LORA_RANKS",
     "user_message",
 ]
 
@@ -25,7 +25,9 @@ BASE_MODEL_ID = "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16"
 
 # Appended to every puzzle (after one newline) before the chat template is applied.
 # Backticks and the single backslashes are part of the text the scorer sends.
-PROMPT_SUFFIX = "Please put your final answer inside `\\boxed{}`. For example: `\\boxed{your answer}`"
+PROMPT_SUFFIX = (
+    "Please put your final answer inside `\\boxed{}`. For example: `\\boxed{your answer}`"
+)
 
 # The switches the scorer passes to tokenizer.apply_chat_template.
 CHAT_TEMPLATE_KWARGS = {"add_generation_prompt": True, "enable_thinking": True}

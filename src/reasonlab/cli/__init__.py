@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import typer
 
-from reasonlab.cli import data_commands, eval_commands, model_commands, plan_commands, trace_commands
+from reasonlab.cli import (
+    data_commands,
+    eval_commands,
+    model_commands,
+    plan_commands,
+    trace_commands,
+)
 
 __all__ = ["app", "main"]
 

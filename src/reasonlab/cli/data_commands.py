@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -14,12 +14,17 @@ from reasonlab.cli.common import console, fail, progress_bar, user_errors
 
 __all__ = ["register"]
 
-Workers = Annotated[int, typer.Option("--workers", "-w", min=1, help="Processes to solve with (1 = in this process).")]
+Workers = Annotated[
+    int,
+    typer.Option("--workers", "-w", min=1, help="Processes to solve with (1 = in this process)."),
+]
 
 
 def classify(
     data: Annotated[Path, typer.Argument(help="Competition CSV with at least id,prompt.")],
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write id,family,subtype here.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write id,family,subtype here.")
+    ] = None,
 ) -> None:
     """Name the puzzle family of every row (and deduce/guess for equations); print counts."""
     from reasonlab.dataset.csvio import read_rows, write_rows
@@ -31,7 +36,9 @@ def classify(
     counts = Counter((label["family"], label["subtype"]) for label in labels)
     table = Table(title=f"{data.name}: {len(rows)} rows")
     for column in ("family", "subtype", "rows", "share"):
-        table.add_column(column, justify="right" if column in ("rows", "share") else "left", no_wrap=True)
+        table.add_column(
+            column, justify="right" if column in ("rows", "share") else "left", no_wrap=True
+        )
     for (family, subtype), count in sorted(counts.items()):
         table.add_row(family, subtype, str(count), f"{count / len(rows):.1%}")
     console.print(table)
@@ -89,10 +96,16 @@ def _solve_table(rows: list[dict[str, str]], solved: list, title: str) -> Table:
 
 
 def score(
-    predictions: Annotated[Path, typer.Argument(help="CSV with id and answer (extracted) or output (raw text).")],
+    predictions: Annotated[
+        Path, typer.Argument(help="CSV with id and answer (extracted) or output (raw text).")
+    ],
     gold: Annotated[Path, typer.Option("--gold", help="Gold CSV with id,prompt,answer.")],
-    per_row: Annotated[Optional[Path], typer.Option("--per-row", help="Write id,family,extracted,gold,correct.")] = None,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the summary as JSON.")] = None,
+    per_row: Annotated[
+        Path | None, typer.Option("--per-row", help="Write id,family,extracted,gold,correct.")
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the summary as JSON.")
+    ] = None,
 ) -> None:
     """Score predictions exactly as the competition does; per-family accuracy table."""
     import json
@@ -108,17 +121,27 @@ def score(
     for group in report.groups():
         table.add_row(group.label, str(group.correct), str(group.total), f"{group.accuracy:.2%}")
     total = len(report.rows)
-    table.add_row("[bold]all", str(sum(r.correct for r in report.rows)), str(total), f"[bold]{report.accuracy:.2%}")
+    table.add_row(
+        "[bold]all",
+        str(sum(r.correct for r in report.rows)),
+        str(total),
+        f"[bold]{report.accuracy:.2%}",
+    )
     console.print(table)
     if report.missing_ids:
         shown = ", ".join(report.missing_ids[:10])
-        console.print(f"[yellow]{len(report.missing_ids)} gold id(s) had no prediction (counted wrong): {shown}")
+        console.print(
+            f"[yellow]{len(report.missing_ids)} gold id(s) had no prediction (counted wrong): {shown}"
+        )
     if json_out:
         summary = {
             "accuracy": report.accuracy,
             "rows": total,
             "missing": report.missing_ids,
-            "groups": {g.label: {"correct": g.correct, "total": g.total, "accuracy": g.accuracy} for g in report.groups()},
+            "groups": {
+                g.label: {"correct": g.correct, "total": g.total, "accuracy": g.accuracy}
+                for g in report.groups()
+            },
         }
         with atomic_write(json_out) as f:
             json.dump(summary, f, indent=2)
@@ -127,9 +150,13 @@ def score(
 def generate(
     family: Annotated[str, typer.Option("--family", "-f", help="A family name, or 'all'.")],
     n: Annotated[int, typer.Option("--n", "-n", min=1, help="Puzzles per family.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="CSV to write (id,prompt,answer,family,subtype).")],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="CSV to write (id,prompt,answer,family,subtype).")
+    ],
     seed: Annotated[int, typer.Option("--seed", help="Same seed, same bytes.")] = 0,
-    subtype: Annotated[Optional[str], typer.Option(help="deduce or guess (equation families only).")] = None,
+    subtype: Annotated[
+        str | None, typer.Option(help="deduce or guess (equation families only).")
+    ] = None,
 ) -> None:
     """Generate fresh puzzles with exact answers in the competition's wording."""
     from reasonlab.dataset.csvio import write_rows

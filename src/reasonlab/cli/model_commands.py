@@ -10,7 +10,9 @@ import typer
 from reasonlab.cli.common import console, fail, user_errors
 
 
-def tiny_model(out: Annotated[Path, typer.Option("-o", "--output", help="folder to write")]) -> None:
+def tiny_model(
+    out: Annotated[Path, typer.Option("-o", "--output", help="folder to write")],
+) -> None:
     """Write a random tiny nemotron_h, its tokenizer (real chat template) and toy SFT rows."""
     from reasonlab.pipeline.tiny_model import TOY_DATA_FILE, make_tiny_model
 
@@ -25,13 +27,17 @@ def train(
     data: Annotated[str | None, typer.Option(help="SFT JSONL (overrides `data`)")] = None,
     output_dir: Annotated[str | None, typer.Option(help="overrides `output_dir`")] = None,
     max_steps: Annotated[int | None, typer.Option(help="overrides `max_steps`")] = None,
-    resume: Annotated[bool, typer.Option(help="continue from the last checkpoint in output_dir")] = False,
+    resume: Annotated[
+        bool, typer.Option(help="continue from the last checkpoint in output_dir")
+    ] = False,
 ) -> None:
     """LoRA SFT from a recipe; flags override the recipe's fields of the same meaning."""
     from reasonlab.pipeline.train_config import RecipeError, load_recipe
 
     with user_errors(RecipeError):
-        recipe = load_recipe(config, {"model": model, "data": data, "output_dir": output_dir, "max_steps": max_steps})
+        recipe = load_recipe(
+            config, {"model": model, "data": data, "output_dir": output_dir, "max_steps": max_steps}
+        )
     from reasonlab.pipeline.train import train as run_training
 
     with user_errors(RecipeError, ValueError):
@@ -46,7 +52,9 @@ def train(
 
 def export(
     adapter_dir: Annotated[Path, typer.Argument(help="adapter folder written by `train`")],
-    out: Annotated[Path, typer.Option("-o", "--output", help="folder for the scorer-layout adapter")],
+    out: Annotated[
+        Path, typer.Option("-o", "--output", help="folder for the scorer-layout adapter")
+    ],
 ) -> None:
     """Rename and split a native adapter into the layout the scorer's vLLM loads."""
     from reasonlab.pipeline.export import export_adapter
@@ -63,7 +71,9 @@ def export(
 
 def pack(
     adapter_dir: Annotated[Path, typer.Argument(help="exported adapter folder")],
-    out: Annotated[Path, typer.Option("-o", "--output", help="zip to write")] = Path("submission.zip"),
+    out: Annotated[Path, typer.Option("-o", "--output", help="zip to write")] = Path(
+        "submission.zip"
+    ),
 ) -> None:
     """Zip an exported adapter deterministically (files at the root)."""
     from reasonlab.pipeline.pack import pack_adapter
@@ -75,7 +85,9 @@ def pack(
 
 def verify(
     zip_path: Annotated[Path, typer.Argument(help="submission zip")],
-    config: Annotated[Path | None, typer.Option(help="architecture config.json (default: the real model)")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="architecture config.json (default: the real model)")
+    ] = None,
 ) -> None:
     """Check a submission against the real architecture; exit 0 only when every check passes."""
     from rich.table import Table

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -12,17 +12,38 @@ from reasonlab.cli.common import console, fail, user_errors
 
 __all__ = ["register"]
 
+DEFAULT_BUDGETS_USD = (5.0, 100.0, 15000.0)  # a hobbyist, a serious entrant, a top team
+
 
 def budget(
-    gpu_hour_usd: Annotated[float, typer.Option(help="What one GPU hour costs you (your provider's price).")],
-    usd: Annotated[list[float], typer.Option("--usd", help="Budgets to plan (repeatable).")] = [5.0, 100.0, 15000.0],  # noqa: B006
-    sft: Annotated[Optional[Path], typer.Option(help="SFT JSONL: mean tokens per example and epochs from it.")] = None,
-    tokens_per_example: Annotated[Optional[float], typer.Option(help="Without --sft: mean tokens per example.")] = None,
-    tokens_per_s: Annotated[Optional[float], typer.Option(help="Training tokens/s per GPU; default: the measured H200 figure.")] = None,
-    gpus: Annotated[int, typer.Option(min=1, help="GPUs in the run (wall time assumes linear scaling).")] = 1,
+    gpu_hour_usd: Annotated[
+        float, typer.Option(help="What one GPU hour costs you (your provider's price).")
+    ],
+    usd: Annotated[
+        list[float] | None,
+        typer.Option("--usd", help="Budgets to plan (repeatable); default $5, $100 and $15,000."),
+    ] = None,
+    sft: Annotated[
+        Path | None, typer.Option(help="SFT JSONL: mean tokens per example and epochs from it.")
+    ] = None,
+    tokens_per_example: Annotated[
+        float | None, typer.Option(help="Without --sft: mean tokens per example.")
+    ] = None,
+    tokens_per_s: Annotated[
+        float | None,
+        typer.Option(help="Training tokens/s per GPU; default: the measured H200 figure."),
+    ] = None,
+    gpus: Annotated[
+        int, typer.Option(min=1, help="GPUs in the run (wall time assumes linear scaling).")
+    ] = 1,
 ) -> None:
     """Plan a training budget: GPU hours, tokens, examples and epochs per dollar amount."""
-    from reasonlab.pipeline.budget import MEASURED_SOURCE, MEASURED_TOKENS_PER_S, plan_budget, sft_token_stats
+    from reasonlab.pipeline.budget import (
+        MEASURED_SOURCE,
+        MEASURED_TOKENS_PER_S,
+        plan_budget,
+        sft_token_stats,
+    )
 
     rows = None
     if sft is not None:
@@ -32,16 +53,27 @@ def budget(
         raise fail("give --sft SFT.jsonl or --tokens-per-example N")
     speed = tokens_per_s or MEASURED_TOKENS_PER_S
     with user_errors(ValueError):
-        lines = plan_budget(usd, gpu_hour_usd, tokens_per_example, speed, gpus, rows)
+        lines = plan_budget(
+            usd or DEFAULT_BUDGETS_USD, gpu_hour_usd, tokens_per_example, speed, gpus, rows
+        )
     source = "given" if tokens_per_s else MEASURED_SOURCE
-    table = Table(title="What a budget buys", caption=f"{speed:,.0f} tokens/s per GPU ({source}); "
-                  f"{tokens_per_example:,.0f} tokens per example; ${gpu_hour_usd:,.2f} per GPU hour")
+    table = Table(
+        title="What a budget buys",
+        caption=f"{speed:,.0f} tokens/s per GPU ({source}); "
+        f"{tokens_per_example:,.0f} tokens per example; ${gpu_hour_usd:,.2f} per GPU hour",
+    )
     for column in ("budget", "GPU hours", "wall hours", "tokens", "examples", "epochs of --sft"):
         table.add_column(column, justify="right", no_wrap=True)
     for line in lines:
         epochs = f"{line.epochs:.2f}" if line.epochs is not None else "-"
-        table.add_row(f"${line.usd:,.0f}", f"{line.gpu_hours:,.1f}", f"{line.wall_hours:,.1f}",
-                      f"{line.tokens / 1e6:,.1f}M", f"{line.examples:,}", epochs)
+        table.add_row(
+            f"${line.usd:,.0f}",
+            f"{line.gpu_hours:,.1f}",
+            f"{line.wall_hours:,.1f}",
+            f"{line.tokens / 1e6:,.1f}M",
+            f"{line.examples:,}",
+            epochs,
+        )
     console.print(table)
 
 

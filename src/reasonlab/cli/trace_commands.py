@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -20,7 +20,18 @@ Workers = Annotated[int, typer.Option("--workers", "-w", min=1, help="Processes 
 def _trace_table(result, title: str) -> Table:
     unit = "tokens" if result.exact_tokens else "tokens (estimated: chars/3)"
     table = Table(title=title, caption=f"lengths in {unit} of the assistant turn")
-    columns = ("family", "in", "solved", "correct", "kept", "dropped: length", "dropped: other", "p50", "p95", "max")
+    columns = (
+        "family",
+        "in",
+        "solved",
+        "correct",
+        "kept",
+        "dropped: length",
+        "dropped: other",
+        "p50",
+        "p95",
+        "max",
+    )
     for column in columns:
         table.add_column(column, justify="left" if column == "family" else "right")
     for family in sorted(result.stats):
@@ -28,16 +39,26 @@ def _trace_table(result, title: str) -> Table:
         c = s.counts
         other = c["dropped_trace_answer"] + c["dropped_incomplete"]
         cells = (c["in"], c["solved"], c["correct"], c["kept"], c["dropped_length"], other)
-        table.add_row(family, *map(str, cells), str(s.percentile(0.5)), str(s.percentile(0.95)), str(max(s.tokens, default=0)))
+        table.add_row(
+            family,
+            *map(str, cells),
+            str(s.percentile(0.5)),
+            str(s.percentile(0.95)),
+            str(max(s.tokens, default=0)),
+        )
     return table
 
 
 def traces(
     data: Annotated[Path, typer.Argument(help="CSV with id,prompt and, ideally, answer (gold).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="SFT JSONL to write.")],
-    tokenizer: Annotated[Optional[Path], typer.Option(help="Tokenizer folder for exact token counts.")] = None,
+    tokenizer: Annotated[
+        Path | None, typer.Option(help="Tokenizer folder for exact token counts.")
+    ] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Drop traces longer than this.")] = 7680,
-    allow_incomplete: Annotated[bool, typer.Option(help="Keep traces that skip part of a search.")] = False,
+    allow_incomplete: Annotated[
+        bool, typer.Option(help="Keep traces that skip part of a search.")
+    ] = False,
     workers: Workers = 1,
 ) -> None:
     """Render solver steps as chain-of-thought SFT rows; keep only right answers within budget."""
@@ -48,15 +69,21 @@ def traces(
     with user_errors(OSError):
         rows = read_rows(data, required=("id", "prompt"))
         with progress_bar(len(rows), "solving and rendering") as advance:
-            result = build_traces(rows, tokenizer, max_new_tokens, workers, allow_incomplete, on_progress=advance)
+            result = build_traces(
+                rows, tokenizer, max_new_tokens, workers, allow_incomplete, on_progress=advance
+            )
     write_jsonl(output, result.rows)
     console.print(_trace_table(result, f"{data.name}: traces"))
     console.print(f"wrote {len(result.rows)} SFT rows to {output}")
 
 
 def build(
-    recipe: Annotated[Path, typer.Argument(help="Dataset recipe YAML (real CSVs, generated counts, seed).")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="SFT JSONL to write (manifest beside it).")],
+    recipe: Annotated[
+        Path, typer.Argument(help="Dataset recipe YAML (real CSVs, generated counts, seed).")
+    ],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="SFT JSONL to write (manifest beside it).")
+    ],
     workers: Workers = 1,
 ) -> None:
     """Mix real rows and generated puzzles, deduplicate, trace, shuffle; write JSONL + manifest."""
@@ -73,7 +100,9 @@ def build(
 
 def audit(
     data: Annotated[Path, typer.Argument(help="CSV with id,prompt,answer.")],
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write the flagged rows as CSV.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write the flagged rows as CSV.")
+    ] = None,
     workers: Workers = 1,
 ) -> None:
     """List rows no rule explains, and rows whose given answer no consistent rule gives."""

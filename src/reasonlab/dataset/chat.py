@@ -82,7 +82,7 @@ def completion_text(trace: str) -> str:
     """
     body = trace.strip()
     if body.startswith(_THINK_OPEN):  # the scorer's prompt already opened the block
-        body = body[len(_THINK_OPEN):].lstrip("\n")
+        body = body[len(_THINK_OPEN) :].lstrip("\n")
     if _THINK_CLOSE in body:
         return body + END_OF_TURN
     if _BOX_OPEN not in body:
@@ -107,7 +107,9 @@ def sft_example(tokenizer, row: Mapping) -> SFTExample:
         raise DataError(f"row {row_id}: 'messages' must be a list of [user, assistant]")
     roles = [m.get("role") if isinstance(m, Mapping) else None for m in messages]
     if roles != ["user", "assistant"]:
-        raise DataError(f"row {row_id}: 'messages' roles are {roles}, expected ['user', 'assistant']")
+        raise DataError(
+            f"row {row_id}: 'messages' roles are {roles}, expected ['user', 'assistant']"
+        )
     user, assistant = (m.get("content") for m in messages)
     if not isinstance(user, str) or not isinstance(assistant, str) or not assistant.strip():
         raise DataError(f"row {row_id}: message contents must be non-empty strings")

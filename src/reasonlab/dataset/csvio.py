@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["DataError", "read_rows", "write_rows", "atomic_write"]
+__all__ = ["DataError", "atomic_write", "read_rows", "write_rows"]
 
 csv.field_size_limit(sys.maxsize)  # prompts and raw model outputs can be long
 
@@ -37,7 +37,9 @@ def read_rows(path: str | Path, required: Sequence[str] = ("id",)) -> list[dict[
         header = [name.strip() for name in reader.fieldnames]
         missing = [c for c in required if c not in header]
         if missing:
-            raise DataError(f"{path}: missing required column(s) {', '.join(missing)}; found {', '.join(header)}")
+            raise DataError(
+                f"{path}: missing required column(s) {', '.join(missing)}; found {', '.join(header)}"
+            )
         reader.fieldnames = header
         rows, seen = [], {}
         for row in reader:
@@ -48,7 +50,9 @@ def read_rows(path: str | Path, required: Sequence[str] = ("id",)) -> list[dict[
                 if not row_id:
                     raise DataError(f"{path}: line {reader.line_num} has an empty id")
                 if row_id in seen:
-                    raise DataError(f"{path}: duplicate id {row_id!r} (lines {seen[row_id]} and {reader.line_num})")
+                    raise DataError(
+                        f"{path}: duplicate id {row_id!r} (lines {seen[row_id]} and {reader.line_num})"
+                    )
                 seen[row_id] = reader.line_num
             rows.append({k: (v if v is not None else "") for k, v in row.items()})
     if not rows:
@@ -76,7 +80,9 @@ def write_rows(path: str | Path, rows: Iterable[dict[str, object]], columns: Seq
     """Write rows (only `columns`, in that order) atomically; returns the row count."""
     count = 0
     with atomic_write(path) as f:
-        writer = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+        writer = csv.DictWriter(
+            f, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n"
+        )
         writer.writeheader()
         for row in rows:
             writer.writerow(row)

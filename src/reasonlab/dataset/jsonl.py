@@ -29,9 +29,13 @@ def read_jsonl(path: str | Path) -> list[dict]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as err:
-                raise DataError(f"{path}: line {line_no} is not valid JSON ({err.msg} at column {err.colno})") from None
+                raise DataError(
+                    f"{path}: line {line_no} is not valid JSON ({err.msg} at column {err.colno})"
+                ) from None
             if not isinstance(row, dict):
-                raise DataError(f"{path}: line {line_no} holds a {type(row).__name__}, expected a JSON object")
+                raise DataError(
+                    f"{path}: line {line_no} holds a {type(row).__name__}, expected a JSON object"
+                )
             rows.append(row)
     return rows
 

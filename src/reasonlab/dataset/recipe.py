@@ -43,7 +43,9 @@ class GeneratedMix(BaseModel):
 class DatasetRecipe(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     seed: int = 0  # shuffles the final mix
-    real: list[Path] = Field(default_factory=list, description="competition CSVs with id,prompt,answer")
+    real: list[Path] = Field(
+        default_factory=list, description="competition CSVs with id,prompt,answer"
+    )
     generated: GeneratedMix = GeneratedMix()
     max_new_tokens: int = Field(MAX_NEW_TOKENS, gt=0, le=MAX_NEW_TOKENS)
     tokenizer: Path | None = None  # exact token counts; otherwise an estimate
@@ -69,5 +71,8 @@ def load_recipe(path: str | Path) -> DatasetRecipe:
         return p if p.is_absolute() else path.parent / p
 
     return recipe.model_copy(
-        update={"real": [resolve(p) for p in recipe.real], "tokenizer": recipe.tokenizer and resolve(recipe.tokenizer)}
+        update={
+            "real": [resolve(p) for p in recipe.real],
+            "tokenizer": recipe.tokenizer and resolve(recipe.tokenizer),
+        }
     )

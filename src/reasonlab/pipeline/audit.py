@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from reasonlab.metric import is_correct
 from reasonlab.pipeline.solve import solve_rows
 
-__all__ = ["AuditFinding", "AUDIT_COLUMNS", "audit_rows"]
+__all__ = ["AUDIT_COLUMNS", "AuditFinding", "audit_rows"]
 
 AUDIT_COLUMNS = ("id", "family", "subtype", "kind", "solver_answer", "gold", "reason")
 
@@ -31,7 +31,9 @@ class AuditFinding:
 
 
 def audit_rows(
-    rows: Sequence[dict[str, str]], workers: int = 1, on_progress: Callable[[int], None] | None = None
+    rows: Sequence[dict[str, str]],
+    workers: int = 1,
+    on_progress: Callable[[int], None] | None = None,
 ) -> list[AuditFinding]:
     """Every row (with `id,prompt,answer`) that the solvers do not reproduce, and why."""
     findings = []
@@ -42,9 +44,15 @@ def audit_rows(
             if is_correct(gold, result.answer):
                 continue
             if any(is_correct(gold, other) for other in result.alternatives):
-                kind, reason = "tie_break", f"gold is another consistent rule's answer ({result.detail})"
+                kind, reason = (
+                    "tie_break",
+                    f"gold is another consistent rule's answer ({result.detail})",
+                )
             else:
-                kind, reason = "answer_unexplained", f"no rule found gives the gold answer ({result.detail or 'unique rule'})"
+                kind, reason = (
+                    "answer_unexplained",
+                    f"no rule found gives the gold answer ({result.detail or 'unique rule'})",
+                )
         elif result.status == "unsolved":
             kind, reason = "unexplained", result.detail
         else:

@@ -15,7 +15,13 @@ from pathlib import Path
 from reasonlab.dataset.jsonl import read_jsonl
 from reasonlab.pipeline.traces import CHARS_PER_TOKEN_ESTIMATE
 
-__all__ = ["MEASURED_TOKENS_PER_S", "MEASURED_SOURCE", "BudgetLine", "plan_budget", "sft_token_stats"]
+__all__ = [
+    "MEASURED_SOURCE",
+    "MEASURED_TOKENS_PER_S",
+    "BudgetLine",
+    "plan_budget",
+    "sft_token_stats",
+]
 
 # One H200, all 52 layers of the real config with random bf16 weights, LoRA r=32 on every
 # preset, 2048-token rows, gradient checkpointing, transformers' PyTorch Mamba fallback

@@ -33,14 +33,24 @@ def _sha256(path: Path) -> str:
 
 
 def build_dataset(
-    recipe: DatasetRecipe, output: Path, workers: int = 1, on_progress: Callable[[int], None] | None = None
+    recipe: DatasetRecipe,
+    output: Path,
+    workers: int = 1,
+    on_progress: Callable[[int], None] | None = None,
 ) -> TraceResult:
     """Gather, deduplicate, trace, shuffle and write; returns the trace statistics."""
     rows: list[dict[str, str]] = []
     sources: Counter = Counter()
     for path in recipe.real:
         for row in read_rows(path, required=("id", "prompt", "answer")):
-            rows.append({"id": row["id"], "prompt": row["prompt"], "answer": row["answer"], "source": str(path)})
+            rows.append(
+                {
+                    "id": row["id"],
+                    "prompt": row["prompt"],
+                    "answer": row["answer"],
+                    "source": str(path),
+                }
+            )
     for family, count in recipe.generated.counts().items():
         if count:
             for row in generate_rows(family, count, recipe.generated.seed):

@@ -23,7 +23,14 @@ from pathlib import Path
 from reasonlab.competition import BASE_MODEL_ID
 from reasonlab.dataset.csvio import DataError, atomic_write
 
-__all__ = ["ADAPTER_CONFIG", "ADAPTER_WEIGHTS", "ExportResult", "export_adapter", "hub_module_name", "merge_exported"]
+__all__ = [
+    "ADAPTER_CONFIG",
+    "ADAPTER_WEIGHTS",
+    "ExportResult",
+    "export_adapter",
+    "hub_module_name",
+    "merge_exported",
+]
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -86,7 +93,11 @@ def export_adapter(adapter_dir: str | Path, out_dir: str | Path) -> ExportResult
                 raise DataError(f"{key}: {tuple(tensor.shape)} is not a multiple of rank {r}")
             experts = rows // r
             for i in range(experts):
-                part = tensor[i * r:(i + 1) * r] if ab == "A" else tensor.reshape(tensor.shape[0], r, experts)[:, :, i]
+                part = (
+                    tensor[i * r : (i + 1) * r]
+                    if ab == "A"
+                    else tensor.reshape(tensor.shape[0], r, experts)[:, :, i]
+                )
                 name = f"{_PEFT_ROOT}{hub_module_name(module)}.{i}.{proj}.lora_{ab}.weight"
                 out[name] = part.contiguous().clone()
             split += ab == "A"
@@ -103,7 +114,11 @@ def export_adapter(adapter_dir: str | Path, out_dir: str | Path) -> ExportResult
 
     leaf_names = sorted({_LORA_KEY.fullmatch(k)["prefix"].rsplit(".", 1)[-1] for k in out})
     exported = {
-        **{k: v for k, v in config.items() if k not in ("target_parameters", "rank_pattern", "alpha_pattern")},
+        **{
+            k: v
+            for k, v in config.items()
+            if k not in ("target_parameters", "rank_pattern", "alpha_pattern")
+        },
         "base_model_name_or_path": BASE_MODEL_ID,
         "target_modules": leaf_names,  # names what the keys hold (the scorer's module leaves)
         "target_parameters": None,
@@ -145,7 +160,9 @@ def merge_exported(model, export_dir: str | Path):
             a, b = tensors[key], tensors[f"{prefix}.lora_B.weight"]
             delta = (b.float() @ a.float()) * scaling  # (out, in), as the Linear weight
             hub = prefix.removeprefix(_PEFT_ROOT)
-            native = "model." + hub.removeprefix("backbone.") if hub.startswith("backbone.") else hub
+            native = (
+                "model." + hub.removeprefix("backbone.") if hub.startswith("backbone.") else hub
+            )
             expert = _EXPERT.fullmatch(native)
             if expert:  # 3-D parameter (experts, out, in)
                 target = params[f"{expert['module']}.{expert['proj']}"][int(expert["i"])]

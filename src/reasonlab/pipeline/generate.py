@@ -12,7 +12,13 @@ from collections.abc import Callable, Sequence
 
 from reasonlab.puzzles.registry import FAMILIES, family_module
 
-__all__ = ["GENERATED_COLUMNS", "GUESS_SHARE", "SUBTYPED_FAMILIES", "generate_rows", "generate_mixed"]
+__all__ = [
+    "GENERATED_COLUMNS",
+    "GUESS_SHARE",
+    "SUBTYPED_FAMILIES",
+    "generate_mixed",
+    "generate_rows",
+]
 
 GENERATED_COLUMNS = ("id", "prompt", "answer", "family", "subtype")
 # Share of `guess` rows (query operator never shown) when no subtype is asked for, as
@@ -31,7 +37,9 @@ def generate_rows(
     """`n` puzzles of one family; `subtype` ("deduce"/"guess") only for the equation families,
     which otherwise mix both in the train split's proportions."""
     if subtype and family not in SUBTYPED_FAMILIES:
-        raise ValueError(f"family {family!r} has no subtypes; only {', '.join(SUBTYPED_FAMILIES)} do")
+        raise ValueError(
+            f"family {family!r} has no subtypes; only {', '.join(SUBTYPED_FAMILIES)} do"
+        )
     if subtype not in (None, "", "deduce", "guess"):
         raise ValueError(f"subtype must be 'deduce' or 'guess', not {subtype!r}")
     module = family_module(family)
@@ -58,7 +66,10 @@ def generate_rows(
 
 
 def generate_mixed(
-    n_per_family: int, seed: int, families: Sequence[str] = FAMILIES, on_progress: Callable[[int], None] | None = None
+    n_per_family: int,
+    seed: int,
+    families: Sequence[str] = FAMILIES,
+    on_progress: Callable[[int], None] | None = None,
 ) -> list[dict[str, str]]:
     """`n_per_family` puzzles of each family, families in registry order."""
     rows: list[dict[str, str]] = []

@@ -17,7 +17,14 @@ from reasonlab.pipeline.export import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 
 __all__ = ["PICKLE_SUFFIXES", "PackResult", "pack_adapter"]
 
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")  # torch pickles run code on load
+PICKLE_SUFFIXES = (
+    ".bin",
+    ".pt",
+    ".pth",
+    ".pkl",
+    ".pickle",
+    ".ckpt",
+)  # torch pickles run code on load
 _EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip can record
 
 
@@ -36,21 +43,27 @@ def pack_adapter(adapter_dir: str | Path, zip_path: str | Path) -> PackResult:
         raise DataError(f"{adapter_dir}: no such folder")
     pickles = sorted(p.name for p in adapter_dir.iterdir() if p.suffix in PICKLE_SUFFIXES)
     if pickles:
-        raise DataError(f"{adapter_dir}: pickle weights {pickles} are refused; export to safetensors")
+        raise DataError(
+            f"{adapter_dir}: pickle weights {pickles} are refused; export to safetensors"
+        )
     names = [ADAPTER_CONFIG, ADAPTER_WEIGHTS]
     missing = [n for n in names if not (adapter_dir / n).is_file()]
     if missing:
-        raise DataError(f"{adapter_dir}: missing {', '.join(missing)} (run `reasonlab export` first)")
-    with atomic_write(zip_path, binary=True) as f:
-        with zipfile.ZipFile(f, "w") as zf:
-            for name in names:
-                info = zipfile.ZipInfo(name, date_time=_EPOCH)
-                info.compress_type = zipfile.ZIP_DEFLATED
-                info.external_attr = 0o100644 << 16  # a regular file, rw-r--r--
-                info.create_system = 3  # unix, whatever OS packs it
-                with (adapter_dir / name).open("rb") as src, zf.open(info, "w", force_zip64=True) as dst:
-                    while chunk := src.read(1 << 20):
-                        dst.write(chunk)
+        raise DataError(
+            f"{adapter_dir}: missing {', '.join(missing)} (run `reasonlab export` first)"
+        )
+    with atomic_write(zip_path, binary=True) as f, zipfile.ZipFile(f, "w") as zf:
+        for name in names:
+            info = zipfile.ZipInfo(name, date_time=_EPOCH)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o100644 << 16  # a regular file, rw-r--r--
+            info.create_system = 3  # unix, whatever OS packs it
+            with (
+                (adapter_dir / name).open("rb") as src,
+                zf.open(info, "w", force_zip64=True) as dst,
+            ):
+                while chunk := src.read(1 << 20):
+                    dst.write(chunk)
     digest = hashlib.sha256()
     with zip_path.open("rb") as f:
         while chunk := f.read(1 << 20):

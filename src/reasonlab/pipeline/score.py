@@ -15,7 +15,14 @@ from reasonlab.dataset.csvio import DataError, read_rows, write_rows
 from reasonlab.metric import extract_answer, is_correct
 from reasonlab.puzzles.registry import classify
 
-__all__ = ["RowScore", "ScoreReport", "GroupScore", "score_predictions", "score_files", "group_label"]
+__all__ = [
+    "GroupScore",
+    "RowScore",
+    "ScoreReport",
+    "group_label",
+    "score_files",
+    "score_predictions",
+]
 
 
 @dataclass(frozen=True)
@@ -73,13 +80,17 @@ def summarize(rows: Iterable[RowScore]) -> list[GroupScore]:
 
 
 def score_predictions(
-    predictions: Sequence[dict[str, str]], gold: Sequence[dict[str, str]], source: str = "predictions"
+    predictions: Sequence[dict[str, str]],
+    gold: Sequence[dict[str, str]],
+    source: str = "predictions",
 ) -> ScoreReport:
     """Score prediction rows (`id` + `answer` or `output`) against gold rows (`id,prompt,answer`)."""
     gold_ids = {row["id"] for row in gold}
     unknown = [row["id"] for row in predictions if row["id"] not in gold_ids]
     if unknown:
-        shown = ", ".join(unknown[:10]) + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")
+        shown = ", ".join(unknown[:10]) + (
+            f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+        )
         raise DataError(f"{source}: {len(unknown)} id(s) not in the gold file: {shown}")
     by_id = {row["id"]: row for row in predictions}
     scored = []
@@ -87,11 +98,22 @@ def score_predictions(
         kind = classify(row.get("prompt", ""))
         pred = by_id.get(row["id"])
         if pred is None:
-            scored.append(RowScore(row["id"], kind.family, kind.subtype, "", row["answer"], False, missing=True))
+            scored.append(
+                RowScore(
+                    row["id"], kind.family, kind.subtype, "", row["answer"], False, missing=True
+                )
+            )
             continue
         extracted = pred["answer"] if "answer" in pred else extract_answer(pred["output"])
         scored.append(
-            RowScore(row["id"], kind.family, kind.subtype, extracted, row["answer"], is_correct(row["answer"], extracted))
+            RowScore(
+                row["id"],
+                kind.family,
+                kind.subtype,
+                extracted,
+                row["answer"],
+                is_correct(row["answer"], extracted),
+            )
         )
     return ScoreReport(tuple(scored))
 
@@ -101,7 +123,9 @@ def score_files(pred_path: Path, gold_path: Path, per_row_path: Path | None = No
     predictions = read_rows(pred_path, required=("id",))
     columns = set(predictions[0])
     if "answer" not in columns and "output" not in columns:
-        raise DataError(f"{pred_path}: needs an 'answer' column (extracted) or an 'output' column (raw text)")
+        raise DataError(
+            f"{pred_path}: needs an 'answer' column (extracted) or an 'output' column (raw text)"
+        )
     gold = read_rows(gold_path, required=("id", "prompt", "answer"))
     report = score_predictions(predictions, gold, source=str(pred_path))
     if per_row_path is not None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from reasonlab.puzzles.base import PuzzleFormatError, Solution
 from reasonlab.puzzles.registry import UNKNOWN, classify, family_module
 
-__all__ = ["SolvedRow", "solve_one", "solve_rows", "PREDICTION_COLUMNS"]
+__all__ = ["PREDICTION_COLUMNS", "SolvedRow", "solve_one", "solve_rows"]
 
 PREDICTION_COLUMNS = ("id", "answer", "family", "status", "subtype", "detail")
 _CHUNK = 32  # rows per task sent to a worker: large enough to amortise pickling
@@ -58,7 +58,9 @@ def solve_one(row_id: str, prompt: str, render: bool = False) -> SolvedRow:
     try:
         module = family_module(kind.family)
     except ModuleNotFoundError:
-        return SolvedRow(row_id, kind.family, kind.subtype, "", "no_solver", f"no solver for {kind.family} yet")
+        return SolvedRow(
+            row_id, kind.family, kind.subtype, "", "no_solver", f"no solver for {kind.family} yet"
+        )
     try:
         outcome = module.solve(module.parse(prompt))
         if not isinstance(outcome, Solution):
@@ -66,8 +68,10 @@ def solve_one(row_id: str, prompt: str, render: bool = False) -> SolvedRow:
             return SolvedRow(row_id, kind.family, kind.subtype, partial, "unsolved", outcome.reason)
         trace = module.render(outcome) if render else None
     except PuzzleFormatError as err:
-        return SolvedRow(row_id, kind.family, kind.subtype, "", "unsolved", f"malformed prompt: {err}")
-    except Exception as err:  # one row's bug must not stop a 10,000-row run
+        return SolvedRow(
+            row_id, kind.family, kind.subtype, "", "unsolved", f"malformed prompt: {err}"
+        )
+    except Exception as err:  # noqa: BLE001 -- one row's bug must not stop a 10,000-row run
         where = traceback.extract_tb(err.__traceback__)[-1]
         reason = f"{type(err).__name__}: {err} ({os.path.basename(where.filename)}:{where.lineno})"
         return SolvedRow(row_id, kind.family, kind.subtype, "", "error", reason)

@@ -16,15 +16,32 @@ from reasonlab.competition import PROMPT_SUFFIX
 from reasonlab.dataset.chat import load_chat_template
 from reasonlab.dataset.jsonl import write_jsonl
 
-__all__ = ["SPECIAL_TOKENS", "TOY_DATA_FILE", "TinyModelOptions", "build_tiny_tokenizer", "make_tiny_model", "tiny_config", "toy_sft_rows"]
+__all__ = [
+    "SPECIAL_TOKENS",
+    "TOY_DATA_FILE",
+    "TinyModelOptions",
+    "build_tiny_tokenizer",
+    "make_tiny_model",
+    "tiny_config",
+    "toy_sft_rows",
+]
 
 TOY_DATA_FILE = "toy_sft.jsonl"
 
 # Special tokens of the real tokenizer that the chat template emits or the model generates;
 # ids 0..2 follow the real config (pad 0, bos 1, eos 2).
 SPECIAL_TOKENS = (
-    "<unk>", "<s>", "</s>", "<|im_start|>", "<|im_end|>", "<think>", "</think>",
-    "<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>",
+    "<unk>",
+    "<s>",
+    "</s>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<think>",
+    "</think>",
+    "<tool_call>",
+    "</tool_call>",
+    "<tool_response>",
+    "</tool_response>",
 )
 
 # Text the BPE merges are learned from: chat scaffolding, the scorer's suffix and the
@@ -162,9 +179,14 @@ def toy_sft_rows(n: int, seed: int = 0) -> list[dict]:
         examples = "\n".join(f"{x} -> {x + k}" for x in xs[:3])
         prompt = f"In Alice's Wonderland, a secret rule transforms numbers:\n{examples}\nNow, determine the result for: {xs[3]}"
         trace = f"Each output is the input plus {k}. So {xs[3]} + {k} = {xs[3] + k}.\n\\boxed{{{xs[3] + k}}}"
-        rows.append({
-            "id": f"toy{i:04d}",
-            "family": "toy_add",
-            "messages": [{"role": "user", "content": user_message(prompt)}, {"role": "assistant", "content": trace}],
-        })
+        rows.append(
+            {
+                "id": f"toy{i:04d}",
+                "family": "toy_add",
+                "messages": [
+                    {"role": "user", "content": user_message(prompt)},
+                    {"role": "assistant", "content": trace},
+                ],
+            }
+        )
     return rows

@@ -17,7 +17,14 @@ from reasonlab.competition import MAX_MODEL_LEN, MAX_NEW_TOKENS, user_message
 from reasonlab.metric import extract_answer, is_correct
 from reasonlab.pipeline.solve import solve_rows
 
-__all__ = ["CHARS_PER_TOKEN_ESTIMATE", "TraceStats", "TraceResult", "TokenCounter", "build_traces", "sft_row"]
+__all__ = [
+    "CHARS_PER_TOKEN_ESTIMATE",
+    "TokenCounter",
+    "TraceResult",
+    "TraceStats",
+    "build_traces",
+    "sft_row",
+]
 
 # Without the real tokenizer, tokens are estimated from characters. 3 characters a token
 # errs long for English prose and is about right for digit- and symbol-heavy traces.
@@ -71,7 +78,10 @@ class TraceResult:
 
 def sft_row(row_id: str, family: str, prompt: str, trace: str, **extra: object) -> dict:
     """One SFT example in the project's JSONL shape (the chat template is applied at training)."""
-    messages = [{"role": "user", "content": user_message(prompt)}, {"role": "assistant", "content": trace}]
+    messages = [
+        {"role": "user", "content": user_message(prompt)},
+        {"role": "assistant", "content": trace},
+    ]
     return {"id": row_id, "family": family, "messages": messages, **extra}
 
 
@@ -98,8 +108,12 @@ def build_traces(
         if gold is not None and not is_correct(gold, result.answer):
             continue
         tally.counts["correct"] += 1
-        if not is_correct(gold if gold is not None else result.answer, extract_answer(result.trace)):
-            tally.counts["dropped_trace_answer"] += 1  # a renderer bug: the trace must box the answer
+        if not is_correct(
+            gold if gold is not None else result.answer, extract_answer(result.trace)
+        ):
+            tally.counts["dropped_trace_answer"] += (
+                1  # a renderer bug: the trace must box the answer
+            )
             continue
         if not result.trace_complete and not allow_incomplete:
             tally.counts["dropped_incomplete"] += 1
@@ -110,5 +124,14 @@ def build_traces(
             continue
         tally.counts["kept"] += 1
         tally.tokens.append(trace_tokens)
-        kept.append(sft_row(row["id"], result.family, row["prompt"], result.trace, answer=result.answer, tokens=trace_tokens))
+        kept.append(
+            sft_row(
+                row["id"],
+                result.family,
+                row["prompt"],
+                result.trace,
+                answer=result.answer,
+                tokens=trace_tokens,
+            )
+        )
     return TraceResult(kept, stats, counter.exact)

@@ -29,7 +29,14 @@ from reasonlab.dataset.jsonl import read_jsonl
 from reasonlab.pipeline.lora_targets import adapted_names, resolve_targets
 from reasonlab.pipeline.train_config import TrainRecipe, save_recipe
 
-__all__ = ["PARAMETER_MAP_FILE", "RECIPE_FILE", "SUMMARY_FILE", "TrainResult", "parameter_wrappers", "train"]
+__all__ = [
+    "PARAMETER_MAP_FILE",
+    "RECIPE_FILE",
+    "SUMMARY_FILE",
+    "TrainResult",
+    "parameter_wrappers",
+    "train",
+]
 
 PARAMETER_MAP_FILE = "lora_parameters.json"
 SUMMARY_FILE = "training_summary.json"
@@ -67,7 +74,9 @@ def _tokenized_rows(tokenizer, recipe: TrainRecipe) -> tuple[list[dict], int]:
             continue
         kept.append(ids)
     if not kept:
-        raise DataError(f"{recipe.data}: every row is longer than max_length={recipe.max_length} tokens")
+        raise DataError(
+            f"{recipe.data}: every row is longer than max_length={recipe.max_length} tokens"
+        )
     return kept, dropped
 
 
@@ -116,7 +125,9 @@ def _gradient_probe(peft_model, names: list[str]) -> tuple[Callable, dict[str, f
     return Probe(), norms
 
 
-def train(recipe: TrainRecipe, resume: bool = False, echo: Callable[[str], None] = print) -> TrainResult:
+def train(
+    recipe: TrainRecipe, resume: bool = False, echo: Callable[[str], None] = print
+) -> TrainResult:
     """Run LoRA SFT as the recipe says; returns where the adapter went and what was seen."""
     _check_inputs(recipe)
     import torch
@@ -135,13 +146,17 @@ def train(recipe: TrainRecipe, resume: bool = False, echo: Callable[[str], None]
     # 1. data: the scorer's prompt + completion, tokenized apart, loss on the completion
     tokenizer = AutoTokenizer.from_pretrained(recipe.model)
     if not tokenizer.chat_template:
-        raise ValueError(f"model: {recipe.model} has no chat template; the scorer renders with the base one")
+        raise ValueError(
+            f"model: {recipe.model} has no chat template; the scorer renders with the base one"
+        )
     rows, dropped = _tokenized_rows(tokenizer, recipe)
     echo(f"examples: {len(rows)} (dropped {dropped} longer than {recipe.max_length} tokens)")
 
     # 2. model and LoRA on exactly the names the presets resolve to
     torch.manual_seed(recipe.seed)
-    model = AutoModelForCausalLM.from_pretrained(recipe.model, dtype=getattr(torch, _DTYPES[recipe.precision]))
+    model = AutoModelForCausalLM.from_pretrained(
+        recipe.model, dtype=getattr(torch, _DTYPES[recipe.precision])
+    )
     targets = resolve_targets(model, recipe.lora.targets)
     lora = LoraConfig(
         r=recipe.lora.r,
@@ -157,9 +172,13 @@ def train(recipe: TrainRecipe, resume: bool = False, echo: Callable[[str], None]
     requested = set(targets.target_modules) | set(targets.target_parameters)
     for preset, names in {**targets.modules, **targets.parameters}.items():
         if not set(names) & set(adapted):
-            raise RuntimeError(f"LoRA preset {preset!r} resolved to {names[:3]} but PEFT wrapped none of them")
+            raise RuntimeError(
+                f"LoRA preset {preset!r} resolved to {names[:3]} but PEFT wrapped none of them"
+            )
     if set(adapted) != requested:
-        raise RuntimeError(f"PEFT wrapped {sorted(set(adapted) ^ requested)} unlike the resolved targets")
+        raise RuntimeError(
+            f"PEFT wrapped {sorted(set(adapted) ^ requested)} unlike the resolved targets"
+        )
     echo(f"adapted {len(adapted)} modules/parameters: " + ", ".join(adapted))
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     echo(f"trainable parameters: {trainable:,}")
@@ -204,15 +223,18 @@ def train(recipe: TrainRecipe, resume: bool = False, echo: Callable[[str], None]
     # live wrapper names equal the saved key prefixes (`<prefix>.lora_A.weight`)
     _write_json(adapter_dir / PARAMETER_MAP_FILE, dict(sorted(parameter_wrappers(model).items())))
     save_recipe(recipe, adapter_dir / RECIPE_FILE)
-    _write_json(adapter_dir / SUMMARY_FILE, {
-        "adapted": adapted,
-        "examples": len(rows),
-        "dropped_too_long": dropped,
-        "losses": losses,
-        "first_step_grad_norm": grad_norms,
-        "zero_grad": zero_grad,
-        "device": str(next(model.parameters()).device),
-    })
+    _write_json(
+        adapter_dir / SUMMARY_FILE,
+        {
+            "adapted": adapted,
+            "examples": len(rows),
+            "dropped_too_long": dropped,
+            "losses": losses,
+            "first_step_grad_norm": grad_norms,
+            "zero_grad": zero_grad,
+            "device": str(next(model.parameters()).device),
+        },
+    )
     if zero_grad and not resume:
         echo(f"WARNING: no gradient at the first step for {zero_grad}")
     return TrainResult(adapter_dir, adapted, len(rows), dropped, losses, zero_grad)

@@ -28,9 +28,17 @@ class LoraRecipe(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     r: int = Field(32, ge=1, description="rank; the competition allows at most 32")
-    alpha: float = Field(32, gt=0, description="scaling numerator: the update is scaled by alpha / r")
+    alpha: float = Field(
+        32, gt=0, description="scaling numerator: the update is scaled by alpha / r"
+    )
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    targets: tuple[Preset, ...] = ("attention", "mamba_in", "shared_experts", "routed_experts", "lm_head")
+    targets: tuple[Preset, ...] = (
+        "attention",
+        "mamba_in",
+        "shared_experts",
+        "routed_experts",
+        "lm_head",
+    )
 
     @field_validator("r")
     @classmethod
@@ -43,7 +51,9 @@ class LoraRecipe(BaseModel):
     def _dropout_with_experts(self) -> LoraRecipe:
         # PEFT's parameter LoRA (routed experts) cannot apply dropout to its input.
         if self.dropout and "routed_experts" in self.targets:
-            raise ValueError("dropout must be 0 when targets include routed_experts (PEFT parameter LoRA)")
+            raise ValueError(
+                "dropout must be 0 when targets include routed_experts (PEFT parameter LoRA)"
+            )
         if not self.targets:
             raise ValueError("targets must name at least one preset")
         return self
@@ -63,10 +73,14 @@ class TrainRecipe(BaseModel):
     warmup_ratio: float = Field(0.03, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
     epochs: float = Field(1.0, gt=0)
-    max_steps: int = Field(-1, ge=-1, description="-1: run `epochs`; otherwise stop after this many steps")
+    max_steps: int = Field(
+        -1, ge=-1, description="-1: run `epochs`; otherwise stop after this many steps"
+    )
     batch_size: int = Field(1, ge=1, description="per device")
     grad_accum: int = Field(16, ge=1)
-    max_length: int = Field(MAX_MODEL_LEN, ge=16, description="tokens; longer examples are dropped, never cut")
+    max_length: int = Field(
+        MAX_MODEL_LEN, ge=16, description="tokens; longer examples are dropped, never cut"
+    )
     seed: int = 0
     precision: Literal["bf16", "fp16", "fp32"] = "bf16"
     gradient_checkpointing: bool = True

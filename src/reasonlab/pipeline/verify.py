@@ -100,12 +100,26 @@ class VerifyReport:
         return bool(self.checks) and all(c.status == "pass" for c in self.checks)
 
     def add(self, name: str, problems: list[str], detail_ok: str) -> bool:
-        shown = "; ".join(problems[:5]) + (f"; ... ({len(problems)} problems)" if len(problems) > 5 else "")
-        self.checks.append(Check(name, "fail" if problems else "pass", shown if problems else detail_ok))
+        shown = "; ".join(problems[:5]) + (
+            f"; ... ({len(problems)} problems)" if len(problems) > 5 else ""
+        )
+        self.checks.append(
+            Check(name, "fail" if problems else "pass", shown if problems else detail_ok)
+        )
         return not problems
 
 
-_CHECKS = ("archive", "adapter_config", "weights_format", "rank", "targets", "keys", "shapes", "values", "size")
+_CHECKS = (
+    "archive",
+    "adapter_config",
+    "weights_format",
+    "rank",
+    "targets",
+    "keys",
+    "shapes",
+    "values",
+    "size",
+)
 
 
 def load_architecture(config_path: str | Path | None = None):
@@ -162,18 +176,24 @@ def _rank_for(module: str, config: dict) -> int:
 
 
 def verify_submission(
-    zip_path: str | Path, config_path: str | Path | None = None, options: VerifyOptions = VerifyOptions()
+    zip_path: str | Path,
+    config_path: str | Path | None = None,
+    options: VerifyOptions = VerifyOptions(),
 ) -> VerifyReport:
     """Run every check on the zip; `report.ok` only when all pass."""
     report = VerifyReport()
     with tempfile.TemporaryDirectory(prefix="reasonlab-verify-") as tmp:
         _run_checks(Path(zip_path), config_path, options, report, Path(tmp))
     done = {c.name for c in report.checks}
-    report.checks += [Check(name, "skip", "an earlier check failed") for name in _CHECKS if name not in done]
+    report.checks += [
+        Check(name, "skip", "an earlier check failed") for name in _CHECKS if name not in done
+    ]
     return report
 
 
-def _run_checks(zip_path: Path, config_path, options: VerifyOptions, report: VerifyReport, tmp: Path) -> None:
+def _run_checks(
+    zip_path: Path, config_path, options: VerifyOptions, report: VerifyReport, tmp: Path
+) -> None:
     # archive: readable, safe names, no links, declared sizes under the budget
     if not zip_path.is_file():
         report.add("archive", [f"{zip_path}: no such file"], "")
@@ -186,10 +206,14 @@ def _run_checks(zip_path: Path, config_path, options: VerifyOptions, report: Ver
     with zf:
         infos = zf.infolist()
         problems = [f"{i.filename}: {why}" for i in infos if (why := _unsafe_path(i.filename))]
-        problems += [f"{i.filename}: symbolic link" for i in infos if stat.S_ISLNK(i.external_attr >> 16)]
+        problems += [
+            f"{i.filename}: symbolic link" for i in infos if stat.S_ISLNK(i.external_attr >> 16)
+        ]
         declared = sum(i.file_size for i in infos)
         if declared > options.max_declared_bytes:
-            problems.append(f"declared uncompressed size {declared:,} B exceeds the limit {options.max_declared_bytes:,} B")
+            problems.append(
+                f"declared uncompressed size {declared:,} B exceeds the limit {options.max_declared_bytes:,} B"
+            )
         if len(infos) > options.max_entries:
             problems.append(f"{len(infos)} entries (limit {options.max_entries})")
         if not report.add("archive", problems, f"{len(infos)} entries, {declared:,} B declared"):
@@ -199,7 +223,11 @@ def _run_checks(zip_path: Path, config_path, options: VerifyOptions, report: Ver
         # adapter_config: exactly one, valid JSON, a LoRA
         configs = [i for i in files if PurePosixPath(i.filename).name == "adapter_config.json"]
         if len(configs) != 1:
-            report.add("adapter_config", [f"expected exactly one adapter_config.json, found {len(configs)}"], "")
+            report.add(
+                "adapter_config",
+                [f"expected exactly one adapter_config.json, found {len(configs)}"],
+                "",
+            )
             return
         folder = str(PurePosixPath(configs[0].filename).parent)
         try:
@@ -211,13 +239,21 @@ def _run_checks(zip_path: Path, config_path, options: VerifyOptions, report: Ver
         if not problems:
             if config.get("peft_type") != "LORA":
                 problems.append(f"peft_type is {config.get('peft_type')!r}, expected 'LORA'")
-            problems += [f"missing field {f!r}" for f in ("r", "lora_alpha", "target_modules") if f not in config]
+            problems += [
+                f"missing field {f!r}"
+                for f in ("r", "lora_alpha", "target_modules")
+                if f not in config
+            ]
         if not report.add("adapter_config", problems, f"{configs[0].filename}"):
             return
 
         # weights_format: safetensors beside the config, no pickle anywhere
         pickles = [i.filename for i in files if PurePosixPath(i.filename).suffix in PICKLE_SUFFIXES]
-        weights_name = str(PurePosixPath(folder) / "adapter_model.safetensors") if folder != "." else "adapter_model.safetensors"
+        weights_name = (
+            str(PurePosixPath(folder) / "adapter_model.safetensors")
+            if folder != "."
+            else "adapter_model.safetensors"
+        )
         weights = [i for i in files if i.filename == weights_name]
         problems = [f"pickle weights refused: {p}" for p in pickles]
         if not weights:
@@ -226,19 +262,35 @@ def _run_checks(zip_path: Path, config_path, options: VerifyOptions, report: Ver
             return
 
         # rank: r and every rank_pattern value within the limit
-        ranks = {"r": config["r"], **{f"rank_pattern[{k}]": v for k, v in (config.get("rank_pattern") or {}).items()}}
-        problems = [f"{k} = {v!r} is not an integer >= 1" for k, v in ranks.items() if not isinstance(v, int) or v < 1]
-        problems += [f"{k} = {v} exceeds {options.max_rank}" for k, v in ranks.items() if isinstance(v, int) and v > options.max_rank]
+        ranks = {
+            "r": config["r"],
+            **{f"rank_pattern[{k}]": v for k, v in (config.get("rank_pattern") or {}).items()},
+        }
+        problems = [
+            f"{k} = {v!r} is not an integer >= 1"
+            for k, v in ranks.items()
+            if not isinstance(v, int) or v < 1
+        ]
+        problems += [
+            f"{k} = {v} exceeds {options.max_rank}"
+            for k, v in ranks.items()
+            if isinstance(v, int) and v > options.max_rank
+        ]
         if not report.add("rank", problems, f"r = {config['r']}"):
             return
 
         # targets: config names nothing forbidden and no fused 3-D parameters
         targets = config["target_modules"]
         names = [targets] if isinstance(targets, str) else list(targets or [])
-        problems = [f"target_modules names forbidden {t!r}" for t in names
-                    if any(re.search(rf"(^|[.\W]){f}($|[.\W])", t) for f in FORBIDDEN_LORA_TARGETS)]
+        problems = [
+            f"target_modules names forbidden {t!r}"
+            for t in names
+            if any(re.search(rf"(^|[.\W]){f}($|[.\W])", t) for f in FORBIDDEN_LORA_TARGETS)
+        ]
         if config.get("target_parameters"):
-            problems.append(f"target_parameters {config['target_parameters']} (fused 3-D expert LoRA fails in vLLM)")
+            problems.append(
+                f"target_parameters {config['target_parameters']} (fused 3-D expert LoRA fails in vLLM)"
+            )
         if not report.add("targets", problems, f"target_modules {names}"):
             return
 
@@ -264,7 +316,9 @@ class _capped:
         return data
 
 
-def _check_tensors(path: Path, config: dict, target_names: list[str], config_path, options, report) -> None:
+def _check_tensors(
+    path: Path, config: dict, target_names: list[str], config_path, options, report
+) -> None:
     import torch
     from safetensors import SafetensorError, safe_open
 
@@ -281,19 +335,34 @@ def _check_tensors(path: Path, config: dict, target_names: list[str], config_pat
     for key in keys:
         match = _LORA_KEY.fullmatch(key)
         if not match:
-            problems.append(f"{key}: not a LoRA weight (expected base_model.model.<module>.lora_A/B.weight)")
+            problems.append(
+                f"{key}: not a LoRA weight (expected base_model.model.<module>.lora_A/B.weight)"
+            )
             continue
         module = match["module"]
         leaf = module.rsplit(".", 1)[-1]
         if leaf in FORBIDDEN_LORA_TARGETS:
             problems.append(f"{key}: targets {leaf!r}, which must stay frozen")
         elif module not in shapes:
-            hint = " (a native transformers name: run `reasonlab export`)" if module.startswith("model.") else ""
+            hint = (
+                " (a native transformers name: run `reasonlab export`)"
+                if module.startswith("model.")
+                else ""
+            )
             problems.append(f"{key}: no module {module!r} in the architecture{hint}")
-        elif isinstance(target_names, list) and target_names and leaf not in target_names and module not in target_names:
+        elif (
+            isinstance(target_names, list)
+            and target_names
+            and leaf not in target_names
+            and module not in target_names
+        ):
             problems.append(f"{key}: {leaf!r} is not named in target_modules")
         modules.setdefault(module, set()).add(match["ab"])
-    problems += [f"{m}: has lora_{'AB'.replace(''.join(ab), '')} missing" for m, ab in modules.items() if ab != {"A", "B"}]
+    problems += [
+        f"{m}: has lora_{'AB'.replace(''.join(ab), '')} missing"
+        for m, ab in modules.items()
+        if ab != {"A", "B"}
+    ]
     if not keys:
         problems.append("no tensors")
     if not report.add("keys", problems, f"{len(keys)} tensors on {len(modules)} modules"):
@@ -307,7 +376,9 @@ def _check_tensors(path: Path, config: dict, target_names: list[str], config_pat
         a = tuple(handle.get_slice(f"base_model.model.{module}.lora_A.weight").get_shape())
         b = tuple(handle.get_slice(f"base_model.model.{module}.lora_B.weight").get_shape())
         if a != (r, in_f) or b != (out_f, r):
-            problems.append(f"{module}: lora_A {a}, lora_B {b}; expected ({r}, {in_f}) and ({out_f}, {r})")
+            problems.append(
+                f"{module}: lora_A {a}, lora_B {b}; expected ({r}, {in_f}) and ({out_f}, {r})"
+            )
     if not report.add("shapes", problems, f"{len(modules)} modules match"):
         return
 
@@ -322,9 +393,18 @@ def _check_tensors(path: Path, config: dict, target_names: list[str], config_pat
         total += tensor.numel() * _DTYPES[dtype]
         if not bool(torch.isfinite(tensor).all()):
             problems.append(f"{key}: contains NaN or inf")
-    if not report.add("values", problems, "finite " + "/".join(sorted({handle.get_slice(k).get_dtype() for k in keys}))):
+    if not report.add(
+        "values",
+        problems,
+        "finite " + "/".join(sorted({handle.get_slice(k).get_dtype() for k in keys})),
+    ):
         return
 
     # size: what vLLM will hold in memory for this adapter
     problems = [] if 0 < total <= options.max_declared_bytes else [f"{total:,} B of tensors"]
-    report.add("size", problems, f"{total / 2**20:,.1f} MiB of tensors" + (f" ({math.ceil(total / _GIB)} GiB)" if total > _GIB else ""))
+    report.add(
+        "size",
+        problems,
+        f"{total / 2**20:,.1f} MiB of tensors"
+        + (f" ({math.ceil(total / _GIB)} GiB)" if total > _GIB else ""),
+    )

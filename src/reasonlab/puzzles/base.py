@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
+    "FamilyModule",
+    "Generated",
     "PuzzleFormatError",
     "Solution",
     "Unsolved",
-    "Generated",
-    "FamilyModule",
     "boxed",
 ]
 

@@ -127,7 +127,9 @@ class Prior:
         if missing:
             raise ValueError(f"cryptarithm prior lacks field(s) {', '.join(missing)}")
         nested = {f.name: {k: dict(v) for k, v in data[f.name].items()} for f in fields(cls)}
-        nested["offsets"] = {c: {int(k): v for k, v in d.items()} for c, d in nested["offsets"].items()}
+        nested["offsets"] = {
+            c: {int(k): v for k, v in d.items()} for c, d in nested["offsets"].items()
+        }
         return cls(**nested)
 
     @classmethod
@@ -169,10 +171,14 @@ def parse(prompt: str) -> EquationPrompt:
         raise PuzzleFormatError("not a cryptarithm: every operand is written in digits")
     for lhs, rhs in puzzle.examples:
         if not rhs.strip() or " " in rhs or SIGN in rhs:
-            raise PuzzleFormatError(f"example {lhs.text!r} has an empty result or one with ' ' or {SIGN!r}: {rhs!r}")
+            raise PuzzleFormatError(
+                f"example {lhs.text!r} has an empty result or one with ' ' or {SIGN!r}: {rhs!r}"
+            )
     for lhs in [lhs for lhs, _ in puzzle.examples] + [puzzle.query]:
         if SIGN in lhs.text or " " in lhs.text:
-            raise PuzzleFormatError(f"expression {lhs.text!r} holds ' ' or {SIGN!r}, which no generator writes")
+            raise PuzzleFormatError(
+                f"expression {lhs.text!r} holds ' ' or {SIGN!r}, which no generator writes"
+            )
     return puzzle
 
 
@@ -191,7 +197,9 @@ class Hypothesis:
     weight: float
 
 
-def _within(prior: Prior, setting: Setting, op: Operation, offsets: Mapping[int, float] | None = None) -> float:
+def _within(
+    prior: Prior, setting: Setting, op: Operation, offsets: Mapping[int, float] | None = None
+) -> float:
     """P(op | its family): by P(op | setting), or for add/mul by the row's offset context."""
     members = [o for o in OPERATIONS if o.kind == op.kind]
     if offsets is not None and op.kind in ("add", "mul"):
@@ -224,7 +232,9 @@ def offset_context(others: list[Operation]) -> str:
     return "other-offset" if _offsets(arithmetic) else "other-zero"
 
 
-def _query_operations(fit: Fit, symbol: str, group: str, prior: Prior) -> list[tuple[Operation, float]]:
+def _query_operations(
+    fit: Fit, symbol: str, group: str, prior: Prior
+) -> list[tuple[Operation, float]]:
     """The query's operation: the fit's if shown, else by P(family | class) of unseen
     operators (a family a shown operator uses counts _SAME_KIND) and the offset context."""
     shown = fit.op_for(symbol)
@@ -233,8 +243,15 @@ def _query_operations(fit: Fit, symbol: str, group: str, prior: Prior) -> list[t
     used = {op.kind for _, op in fit.ops}
     families = prior.unseen.get(symbol_class(symbol, group), {})
     offsets = prior.offsets.get(offset_context([op for _, op in fit.ops]), {})
-    masses = [(op, families.get(op.kind, 1e-3) * _within(prior, fit.setting, op, offsets)
-               * (_SAME_KIND if op.kind in used else 1.0)) for op in OPERATIONS]
+    masses = [
+        (
+            op,
+            families.get(op.kind, 1e-3)
+            * _within(prior, fit.setting, op, offsets)
+            * (_SAME_KIND if op.kind in used else 1.0),
+        )
+        for op in OPERATIONS
+    ]
     total = sum(m for _, m in masses) or 1.0
     return [(op, m / total) for op, m in masses]
 
@@ -249,12 +266,17 @@ def _completions(fit: Fit, query: Expression) -> list[tuple[tuple[str, str], ...
     for digits in itertools.permutations(free, len(unseen)):
         assumed = tuple(zip(unseen, digits))
         full = known | dict(assumed)
-        if "00" not in ("".join(full[ch] for ch in query.left), "".join(full[ch] for ch in query.right)):
+        if "00" not in (
+            "".join(full[ch] for ch in query.left),
+            "".join(full[ch] for ch in query.right),
+        ):
             out.append(assumed)
     return out
 
 
-def _encodings(rhs: str, inverse: dict[str, str], free: list[str], loose: list[str]) -> Iterator[tuple[tuple[tuple[str, str], ...], float]]:
+def _encodings(
+    rhs: str, inverse: dict[str, str], free: list[str], loose: list[str]
+) -> Iterator[tuple[tuple[tuple[str, str], ...], float]]:
     """Symbols for rhs digits no symbol is fixed for, with their probabilities.
 
     `loose` symbols are seen (operands of joining operators) but hold unknown digits: they
@@ -267,7 +289,9 @@ def _encodings(rhs: str, inverse: dict[str, str], free: list[str], loose: list[s
         yield (), 1.0
         return
 
-    def assign(i: int, free_left: int, loose_left: list[str]) -> Iterator[tuple[tuple[tuple[str, str], ...], float]]:
+    def assign(
+        i: int, free_left: int, loose_left: list[str]
+    ) -> Iterator[tuple[tuple[tuple[str, str], ...], float]]:
         if i == len(missing) or not loose_left:
             yield (), 1.0
             return
@@ -306,7 +330,9 @@ def hypotheses(
     seen = _seen_symbols(puzzle)
     # (fit, completion) pairs are sampled with one stride so the work stays near `budget`
     first = fits[0]
-    loose_guess = min(_MAX_ENCODINGS, (len([s for s in seen if s not in dict(first.mapping)]) + 1) ** 2)
+    loose_guess = min(
+        _MAX_ENCODINGS, (len([s for s in seen if s not in dict(first.mapping)]) + 1) ** 2
+    )
     per_pair = len(_query_operations(first, q.op, group, prior)) * loose_guess
     stride = max(1, -(-len(fits) * len(_completions(first, q)) * per_pair // budget))
     pair = -1
@@ -356,8 +382,12 @@ def find_fits(puzzle: EquationPrompt, limits: SearchLimits = DEFAULT_LIMITS) -> 
     symbols. They are left out and their operation is added per setting afterwards
     (their symbols are then `loose`: see `_encodings`).
     """
-    joins = {lhs.op: order for lhs, _ in puzzle.examples if (order := joining_order(puzzle, lhs.op))}
-    examples = [(lhs.left + lhs.right, lhs.op, rhs) for lhs, rhs in puzzle.examples if lhs.op not in joins]
+    joins = {
+        lhs.op: order for lhs, _ in puzzle.examples if (order := joining_order(puzzle, lhs.op))
+    }
+    examples = [
+        (lhs.left + lhs.right, lhs.op, rhs) for lhs, rhs in puzzle.examples if lhs.op not in joins
+    ]
     result = search(examples, limits)
     joining = {}  # (setting, order) -> the concatenation that writes that order there
     for setting in SETTINGS:
@@ -367,7 +397,9 @@ def find_fits(puzzle: EquationPrompt, limits: SearchLimits = DEFAULT_LIMITS) -> 
                 joining[setting, {"1234": "left+right", "3412": "right+left"}.get(written)] = op
     fits = []
     for fit in result.fits:
-        extra = tuple((symbol, joining.get((fit.setting, order))) for symbol, order in joins.items())
+        extra = tuple(
+            (symbol, joining.get((fit.setting, order))) for symbol, order in joins.items()
+        )
         if all(op is not None for _, op in extra):
             fits.append(Fit(fit.setting, fit.ops + extra, fit.mapping))
     return SearchResult(tuple(fits), result.nodes, result.complete)
@@ -405,7 +437,9 @@ def solve(
     if not result.fits:
         if not result.complete:
             return Unsolved(f"search budget exceeded ({result.nodes} nodes) before any fit")
-        return Unsolved("no setting, operations and digit mapping of the table explain every example")
+        return Unsolved(
+            "no setting, operations and digit mapping of the table explain every example"
+        )
     scores: dict[str, float] = defaultdict(float)
     best_of: dict[str, Hypothesis] = {}
     count: dict[str, int] = defaultdict(int)
@@ -420,7 +454,9 @@ def solve(
     spare = len(_spare_symbols(puzzle)) or 1
     # Expected score: a digit with no symbol is written right only by a lucky pick among
     # the spare symbols, so such an answer counts 1/spare per unknown digit.
-    expected = {a: w * spare ** -len(set(best_of[a].digits) - _named(best_of[a])) for a, w in scores.items()}
+    expected = {
+        a: w * spare ** -len(set(best_of[a].digits) - _named(best_of[a])) for a, w in scores.items()
+    }
     ranked = sorted(scores, key=lambda a: -expected[a])  # stable: first found wins ties
     answer = ranked[0]
     chosen = best_of[answer]
@@ -437,19 +473,31 @@ def solve(
     alternatives = tuple(_fill_unknown(best_of[a], puzzle) for a in ranked[1:6])
     if UNKNOWN in answer:
         missing = sorted(set(chosen.digits) - _named(chosen))
-        return Unsolved(f"answer needs digit(s) {', '.join(missing)} whose symbol never appears",
-                        partial=_fill_unknown(chosen, puzzle))
+        return Unsolved(
+            f"answer needs digit(s) {', '.join(missing)} whose symbol never appears",
+            partial=_fill_unknown(chosen, puzzle),
+        )
     if not result.complete:
-        return Unsolved(f"search budget exceeded ({result.nodes} nodes, {len(result.fits)} fits so far)",
-                        partial=answer)
+        return Unsolved(
+            f"search budget exceeded ({result.nodes} nodes, {len(result.fits)} fits so far)",
+            partial=answer,
+        )
     share = f"{len(ranked)} distinct answers from {len(result.fits)} fits; this one holds {rule.probability:.0%}"
     notes = (share, "trace shows the decoding found, not the search for it")
     # Only a joining query is derived in full by the trace; otherwise it shows the decoding
     # the search found, not the search.
     order = joining_order(puzzle, puzzle.query.op)
     complete = order is not None and answer == _join(puzzle.query, order)
-    return Solution(puzzle, answer, rule, candidates=sum(count.values()), agreeing=count[answer],
-                    trace_complete=complete, notes=notes[: 1 if complete else 2], alternatives=alternatives)
+    return Solution(
+        puzzle,
+        answer,
+        rule,
+        candidates=sum(count.values()),
+        agreeing=count[answer],
+        trace_complete=complete,
+        notes=notes[: 1 if complete else 2],
+        alternatives=alternatives,
+    )
 
 
 # ---------------------------------------------------------------------------- render
@@ -467,21 +515,31 @@ def _worked(op: Operation, left: str, right: str, symbol: str, setting: Setting)
     return f"a={a}, b={b}: {op.instance(a, b)} = {value} -> written {write_result(value, symbol, setting)}"
 
 
-def _others(op: Operation, shown: list[tuple[Expression, str]], digits: dict[str, str], setting: Setting) -> str:
+def _others(
+    op: Operation, shown: list[tuple[Expression, str]], digits: dict[str, str], setting: Setting
+) -> str:
     """Every other operation: what it writes for the first example, or that it fits too."""
     wrong, also = [], []
     for other in OPERATIONS:
         if other is op:
             continue
-        written = [apply(other, _decode(lhs.left, digits), _decode(lhs.right, digits), lhs.op, setting)
-                   for lhs, _ in shown]
-        miss = [(w, _decode(rhs, digits)) for w, (_, rhs) in zip(written, shown) if w != _decode(rhs, digits)]
+        written = [
+            apply(other, _decode(lhs.left, digits), _decode(lhs.right, digits), lhs.op, setting)
+            for lhs, _ in shown
+        ]
+        miss = [
+            (w, _decode(rhs, digits))
+            for w, (_, rhs) in zip(written, shown)
+            if w != _decode(rhs, digits)
+        ]
         if miss:
             wrong.append(f"{other.formula} -> {miss[0][0]} not {miss[0][1]}")
         else:
             also.append(other.formula)
     text = "  rejected: " + "; ".join(wrong)
-    return text + (f"\n  also fits: {', '.join(also)} (less likely for this symbol)" if also else "")
+    return text + (
+        f"\n  also fits: {', '.join(also)} (less likely for this symbol)" if also else ""
+    )
 
 
 def joining_order(puzzle: EquationPrompt, symbol: str) -> str | None:
@@ -507,8 +565,12 @@ def _render_joining(solution: Solution, order: str) -> str:
     for lhs, rhs in puzzle.examples:
         if lhs.op == q.op:
             a, b = (lhs.left, lhs.right) if first == "left" else (lhs.right, lhs.left)
-            lines.append(f"  {lhs.text} = {rhs}: {first} operand {a} then {second} operand {b} gives {a}{b}, matches")
-    lines.append(f"So '{q.op}' writes the {first} operand then the {second} operand; no digit needs decoding.")
+            lines.append(
+                f"  {lhs.text} = {rhs}: {first} operand {a} then {second} operand {b} gives {a}{b}, matches"
+            )
+    lines.append(
+        f"So '{q.op}' writes the {first} operand then the {second} operand; no digit needs decoding."
+    )
     a, b = (q.left, q.right) if first == "left" else (q.right, q.left)
     lines.append(f"Query {q.text}: {a} then {b} gives {a}{b}. The answer is {solution.answer}")
     return "\n".join(lines) + "\n" + boxed(solution.answer)
@@ -532,20 +594,30 @@ def render(solution: Solution) -> str:
         f"Setting: {_SETTING_WORDS[rule.setting.name]}. A negative result is written with the operator symbol as its minus sign.",
     ]
     if rule.fits > 1:
-        lines.append(f"{rule.fits} decodings fit every example; the answer below holds {rule.probability:.0%} of their weight.")
+        lines.append(
+            f"{rule.fits} decodings fit every example; the answer below holds {rule.probability:.0%} of their weight."
+        )
     for symbol, op in ops.items():
         shown = [(lhs, rhs) for lhs, rhs in puzzle.examples if lhs.op == symbol]
         order = joining_order(puzzle, symbol)
         if order:  # its examples fix no digit: shown at the symbol level
             joined = ", ".join(f"{lhs.text} = {rhs}" for lhs, rhs in shown)
-            lines.append(f"'{symbol}' writes the {order.replace('+', ' operand then the ')} operand "
-                         f"({joined}): a concatenation whatever the digits.")
+            lines.append(
+                f"'{symbol}' writes the {order.replace('+', ' operand then the ')} operand "
+                f"({joined}): a concatenation whatever the digits."
+            )
             continue
         lines.append(f"'{symbol}' is {op.formula}:")
         for lhs, rhs in shown:
-            left, right, target = _decode(lhs.left, digits), _decode(lhs.right, digits), _decode(rhs, digits)
-            lines.append(f"  {lhs.text} = {rhs} reads {left}{symbol}{right} = {target}; "
-                         f"{_worked(op, left, right, symbol, rule.setting)}, matches")
+            left, right, target = (
+                _decode(lhs.left, digits),
+                _decode(lhs.right, digits),
+                _decode(rhs, digits),
+            )
+            lines.append(
+                f"  {lhs.text} = {rhs} reads {left}{symbol}{right} = {target}; "
+                f"{_worked(op, left, right, symbol, rule.setting)}, matches"
+            )
         lines.append(_others(op, shown, digits, rule.setting))
     if rule.assumed:
         taken = ", ".join(f"{s}={d}" for s, d in rule.assumed)
@@ -553,12 +625,16 @@ def render(solution: Solution) -> str:
     query_op = BY_NAME[rule.query_operation]
     if rule.guessed:
         used = ", ".join(sorted({op.kind for op in ops.values()})) or "none"
-        lines.append(f"'{q.op}' never appears in the examples, so its operation is a guess: families used: "
-                     f"{used}; most likely for '{q.op}': {query_op.formula}.")
+        lines.append(
+            f"'{q.op}' never appears in the examples, so its operation is a guess: families used: "
+            f"{used}; most likely for '{q.op}': {query_op.formula}."
+        )
     left, right = _decode(q.left, digits), _decode(q.right, digits)
     written = apply(query_op, left, right, q.op, rule.setting)
-    lines.append(f"Query {q.text} reads {left}{q.op}{right}; '{q.op}' is {query_op.formula}: "
-                 f"{_worked(query_op, left, right, q.op, rule.setting)}.")
+    lines.append(
+        f"Query {q.text} reads {left}{q.op}{right}; '{q.op}' is {query_op.formula}: "
+        f"{_worked(query_op, left, right, q.op, rule.setting)}."
+    )
     encoded = " ".join(f"{ch}->{inverse.get(ch, ch)}" for ch in written)
     lines.append(f"Encode {written} with the symbols: {encoded}. The answer is {solution.answer}")
     return "\n".join(lines) + "\n" + boxed(solution.answer)
@@ -582,4 +658,6 @@ def generate(rng: random.Random, subtype: Literal["deduce", "guess"] = "deduce")
     table = str.maketrans(mapping)
     examples = [(lhs.text.translate(table), rhs.translate(table)) for lhs, rhs in plain.examples]
     prompt = format_equation_prompt(examples, plain.query.text.translate(table))
-    return Generated(prompt, numeric.answer.translate(table), rule=(mapping, numeric.rule), subtype=subtype)
+    return Generated(
+        prompt, numeric.answer.translate(table), rule=(mapping, numeric.rule), subtype=subtype
+    )

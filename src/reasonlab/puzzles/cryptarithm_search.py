@@ -23,7 +23,16 @@ from functools import cache, lru_cache
 
 from reasonlab.puzzles.equation_ops import OPERATIONS, SETTINGS, Operation, Setting, apply
 
-__all__ = ["DEFAULT_LIMITS", "SIGN", "Fit", "SearchLimits", "SearchResult", "encode", "search", "shape"]
+__all__ = [
+    "DEFAULT_LIMITS",
+    "SIGN",
+    "Fit",
+    "SearchLimits",
+    "SearchResult",
+    "encode",
+    "search",
+    "shape",
+]
 
 SIGN = "~"  # stands for the row's operator symbol inside an rhs (never a digit symbol)
 _GAP = " "  # separates operands from rhs in an indexed string (never a digit symbol)
@@ -90,7 +99,9 @@ def _index(op: Operation, setting: Setting) -> dict[tuple[int, ...], tuple[str, 
 
 
 @lru_cache(maxsize=200_000)
-def _keyed(op: Operation, setting: Setting, key: tuple[int, ...], known: tuple[int, ...]) -> dict[str, tuple[str, ...]]:
+def _keyed(
+    op: Operation, setting: Setting, key: tuple[int, ...], known: tuple[int, ...]
+) -> dict[str, tuple[str, ...]]:
     """The strings of one shape keyed by their characters at the `known` positions."""
     groups: dict[str, list[str]] = defaultdict(list)
     for text in _index(op, setting).get(key, ()):
@@ -116,7 +127,9 @@ def _example_text(operands: str, operator: str, rhs: str) -> str:
     return operands + _GAP + rhs.replace(operator, SIGN)
 
 
-def _order(examples: list[tuple[str, str]], setting: Setting, ops: tuple[Operation, ...]) -> list[_Step]:
+def _order(
+    examples: list[tuple[str, str]], setting: Setting, ops: tuple[Operation, ...]
+) -> list[_Step]:
     """Most constraining first: share the most fixed symbols, then fewest candidates."""
     pending = [(op_sym, text, shape(text)) for op_sym, text in examples]
     sizes = {text: sum(_bucket_size(op, setting, key) for op in ops) for _, text, key in pending}
@@ -134,8 +147,15 @@ def _order(examples: list[tuple[str, str]], setting: Setting, ops: tuple[Operati
 class _Walk:
     """One depth-first search over the steps of one setting; fits go into a shared list."""
 
-    def __init__(self, setting: Setting, steps: list[_Step], operations: tuple[Operation, ...],
-                 limits: SearchLimits, fits: list[Fit], deadline: float) -> None:
+    def __init__(
+        self,
+        setting: Setting,
+        steps: list[_Step],
+        operations: tuple[Operation, ...],
+        limits: SearchLimits,
+        fits: list[Fit],
+        deadline: float,
+    ) -> None:
         self.setting, self.steps, self.operations = setting, steps, operations
         self.limits, self.fits, self.deadline = limits, fits, deadline
         self.mapping: dict[str, str] = {}  # symbol -> digit fixed so far
@@ -146,8 +166,11 @@ class _Walk:
     def run(self, depth: int = 0) -> None:
         self.nodes += 1
         limits = self.limits
-        if (self.nodes >= limits.nodes or len(self.fits) >= limits.fits
-                or (self.nodes % 512 == 0 and time.monotonic() > self.deadline)):
+        if (
+            self.nodes >= limits.nodes
+            or len(self.fits) >= limits.fits
+            or (self.nodes % 512 == 0 and time.monotonic() > self.deadline)
+        ):
             self.stopped = True
         if self.stopped:
             return
@@ -184,12 +207,16 @@ def search(
     settings: tuple[Setting, ...] = SETTINGS,
 ) -> SearchResult:
     """All fits of `examples` (operand symbols `LLRR`, operator symbol, rhs symbols)."""
-    prepared = [(op_sym, _example_text(operands, op_sym, rhs)) for operands, op_sym, rhs in examples]
+    prepared = [
+        (op_sym, _example_text(operands, op_sym, rhs)) for operands, op_sym, rhs in examples
+    ]
     fits: list[Fit] = []
     nodes = 0
     deadline = time.monotonic() + limits.seconds
     for setting in settings:
-        walk = _Walk(setting, _order(prepared, setting, operations), operations, limits, fits, deadline)
+        walk = _Walk(
+            setting, _order(prepared, setting, operations), operations, limits, fits, deadline
+        )
         walk.run()
         nodes += walk.nodes
         if walk.stopped:

@@ -11,14 +11,17 @@ from dataclasses import dataclass
 
 from reasonlab.puzzles.base import PuzzleFormatError
 
-__all__ = ["EquationPrompt", "Expression", "parse_equation_prompt", "format_equation_prompt"]
+__all__ = ["EquationPrompt", "Expression", "format_equation_prompt", "parse_equation_prompt"]
 
 HEADER = (
     "In Alice's Wonderland, a secret set of transformation rules is applied to equations. "
     "Below are a few examples:"
 )
 QUERY_LEAD = "Now, determine the result for: "
-_SHAPE = re.compile(re.escape(HEADER) + r"\n(?P<examples>.*)\n" + re.escape(QUERY_LEAD) + r"(?P<query>.*)", re.S)
+_SHAPE = re.compile(
+    re.escape(HEADER) + r"\n(?P<examples>.*)\n" + re.escape(QUERY_LEAD) + r"(?P<query>.*)",
+    re.DOTALL,
+)
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,9 @@ class EquationPrompt:
 def parse_equation_prompt(prompt: str) -> EquationPrompt:
     match = _SHAPE.fullmatch(prompt.strip("\n"))
     if not match:
-        raise PuzzleFormatError("not an equation prompt: header or 'Now, determine the result for:' line missing")
+        raise PuzzleFormatError(
+            "not an equation prompt: header or 'Now, determine the result for:' line missing"
+        )
     examples = []
     for line in match["examples"].split("\n"):
         lhs, sep, rhs = line.partition(" = ")
