@@ -31,6 +31,7 @@ from reasonlab.puzzles.bit_rules import (
     near_misses,
     search_any,
 )
+from reasonlab.puzzles.prompt_lines import PromptLayout, match_lines
 
 __all__ = [
     "NAME",
@@ -57,6 +58,7 @@ QUERY_LEAD = "Now, determine the output for: "
 EXAMPLE_COUNTS = (7, 8, 9, 10)  # about a quarter each on the dev split
 _EXAMPLE = re.compile(r"([01]{8}) -> ([01]{8})")
 _QUERY = re.compile(re.escape(QUERY_LEAD) + r"([01]{8})")
+_LAYOUT = PromptLayout(NAME, (HEADER, EXAMPLES_LEAD), _EXAMPLE, _QUERY)
 
 
 @dataclass(frozen=True)
@@ -70,24 +72,8 @@ def _bits(value: int) -> str:
 
 
 def parse(prompt: str) -> BitPuzzle:
-    lines = [line.strip() for line in prompt.strip().splitlines() if line.strip()]
-    if not lines or lines[0] != HEADER:
-        raise PuzzleFormatError(
-            f"bit_manipulation: first line is not the header {HEADER[:60]!r}..."
-        )
-    if len(lines) < 4 or lines[1] != EXAMPLES_LEAD:
-        raise PuzzleFormatError(f"bit_manipulation: second line must be {EXAMPLES_LEAD!r}")
-    query = _QUERY.fullmatch(lines[-1])
-    if not query:
-        raise PuzzleFormatError(f"bit_manipulation: malformed query line {lines[-1]!r}")
-    examples = []
-    for number, line in enumerate(lines[2:-1], start=1):
-        match = _EXAMPLE.fullmatch(line)
-        if not match:
-            raise PuzzleFormatError(f"bit_manipulation: example {number} malformed: {line!r}")
-        examples.append((int(match[1], 2), int(match[2], 2)))
-    if not examples:
-        raise PuzzleFormatError("bit_manipulation: no examples")
+    matches, query = match_lines(prompt, _LAYOUT)
+    examples = [(int(match[1], 2), int(match[2], 2)) for match in matches]
     inputs = [x for x, _ in examples]
     if len(set(inputs)) != len(inputs):
         repeated = next(x for x in inputs if inputs.count(x) > 1)

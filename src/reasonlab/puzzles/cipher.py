@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from reasonlab.puzzles.base import Generated, PuzzleFormatError, Solution, Unsolved, boxed
+from reasonlab.puzzles.prompt_lines import PromptLayout, match_lines
 
 __all__ = [
     "NAME",
@@ -58,6 +59,7 @@ QUERY_LEAD = "Now, decrypt the following text: "
 _TEXT = r"[a-z]+(?: [a-z]+)*"
 _EXAMPLE = re.compile(rf"({_TEXT}) -> ({_TEXT})")
 _QUERY = re.compile(re.escape(QUERY_LEAD) + rf"({_TEXT})")
+_LAYOUT = PromptLayout(NAME, (HEADER,), _EXAMPLE, _QUERY)
 
 EXAMPLE_COUNTS = (3, 4, 5)  # about a third each
 UNKNOWN_LETTER = "?"
@@ -162,22 +164,10 @@ def _vocabulary() -> tuple[str, ...]:
 
 
 def parse(prompt: str) -> CipherPuzzle:
-    lines = [line.strip() for line in prompt.strip().splitlines() if line.strip()]
-    if not lines or lines[0] != HEADER:
-        raise PuzzleFormatError(f"cipher: first line is not the header {HEADER!r}")
-    if len(lines) < 3:
-        raise PuzzleFormatError("cipher: need at least one example line and a query line")
-    query = _QUERY.fullmatch(lines[-1])
-    if not query:
-        raise PuzzleFormatError(
-            f"cipher: malformed or empty query line {lines[-1]!r} (lower-case words expected)"
-        )
+    matches, query = match_lines(prompt, _LAYOUT)
     examples = []
-    for number, line in enumerate(lines[1:-1], start=1):
-        match = _EXAMPLE.fullmatch(line)
-        if not match:
-            raise PuzzleFormatError(f"cipher: example {number} malformed: {line!r}")
-        cipher_text, plain_text = match[1], match[2]
+    for number, match in enumerate(matches, start=1):
+        cipher_text, plain_text, line = match[1], match[2], match[0]
         if [len(w) for w in cipher_text.split()] != [len(w) for w in plain_text.split()]:
             raise PuzzleFormatError(
                 f"cipher: example {number} word lengths differ on the two sides: {line!r}"

@@ -18,6 +18,7 @@ from typing import Any
 
 from reasonlab.puzzles.base import Generated, PuzzleFormatError, Solution, Unsolved, boxed
 from reasonlab.puzzles.linear_fit import Fit, fit_ratio, multiply_steps, plain, round_2dp
+from reasonlab.puzzles.prompt_lines import PromptLayout, match_lines
 
 __all__ = ["NAME", "GravityPuzzle", "GravityRule", "generate", "parse", "render", "solve"]
 
@@ -32,6 +33,7 @@ _EXAMPLE = re.compile(rf"For t = {_NUMBER}s, distance = {_NUMBER} m")
 _QUERY = re.compile(
     rf"Now, determine the falling distance for t = {_NUMBER}s given d = 0\.5\*g\*t\^2\."
 )
+_LAYOUT = PromptLayout(NAME, (HEADER,), _EXAMPLE, _QUERY)
 
 # Generator ranges observed on the train split.
 T_RANGE = (1.0, 5.0)
@@ -61,19 +63,9 @@ class GravityRule:
 
 
 def parse(prompt: str) -> GravityPuzzle:
-    lines = [line.strip() for line in prompt.strip().splitlines() if line.strip()]
-    if not lines or lines[0] != HEADER:
-        raise PuzzleFormatError(f"gravity: first line is not the header {HEADER!r}")
-    if len(lines) < 3:
-        raise PuzzleFormatError("gravity: need at least one example line and a query line")
-    query = _QUERY.fullmatch(lines[-1])
-    if not query:
-        raise PuzzleFormatError(f"gravity: malformed query line {lines[-1]!r}")
+    matches, query = match_lines(prompt, _LAYOUT)
     examples = []
-    for number, line in enumerate(lines[1:-1], start=1):
-        match = _EXAMPLE.fullmatch(line)
-        if not match:
-            raise PuzzleFormatError(f"gravity: example {number} malformed: {line!r}")
+    for number, match in enumerate(matches, start=1):
         t, d = Decimal(match[1]), Decimal(match[2])
         if t <= 0:
             raise PuzzleFormatError(f"gravity: example {number} has t = {t}, need t > 0")

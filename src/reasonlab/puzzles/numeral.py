@@ -13,7 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from reasonlab.puzzles.base import Generated, PuzzleFormatError, Solution, Unsolved, boxed
+from reasonlab.puzzles.base import Generated, Solution, Unsolved, boxed
+from reasonlab.puzzles.prompt_lines import PromptLayout, match_lines
 
 __all__ = [
     "NAME",
@@ -34,6 +35,7 @@ HEADER = (
 )
 _EXAMPLE = re.compile(r"(\d+) -> (\S+)")
 _QUERY = re.compile(r"Now, write the number (\d+) in the Wonderland numeral system\.")
+_LAYOUT = PromptLayout(NAME, (HEADER,), _EXAMPLE, _QUERY)
 
 VALUE_RANGE = (1, 100)  # examples and query, inclusive
 EXAMPLE_COUNTS = (3, 4, 5)  # about a third each
@@ -79,20 +81,8 @@ def to_roman(number: int) -> str:
 
 
 def parse(prompt: str) -> NumeralPuzzle:
-    lines = [line.strip() for line in prompt.strip().splitlines() if line.strip()]
-    if not lines or lines[0] != HEADER:
-        raise PuzzleFormatError(f"numeral: first line is not the header {HEADER!r}")
-    if len(lines) < 3:
-        raise PuzzleFormatError("numeral: need at least one example line and a query line")
-    query = _QUERY.fullmatch(lines[-1])
-    if not query:
-        raise PuzzleFormatError(f"numeral: malformed query line {lines[-1]!r}")
-    examples = []
-    for number, line in enumerate(lines[1:-1], start=1):
-        match = _EXAMPLE.fullmatch(line)
-        if not match:
-            raise PuzzleFormatError(f"numeral: example {number} malformed: {line!r}")
-        examples.append((int(match[1]), match[2]))
+    matches, query = match_lines(prompt, _LAYOUT)
+    examples = [(int(match[1]), match[2]) for match in matches]
     return NumeralPuzzle(tuple(examples), int(query[1]))
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from reasonlab.puzzles.base import Generated, PuzzleFormatError, Solution, Unsolved, boxed
 from reasonlab.puzzles.linear_fit import Fit, fit_ratio, multiply_steps, plain, round_2dp
+from reasonlab.puzzles.prompt_lines import PromptLayout, match_lines
 
 __all__ = ["NAME", "UnitConversionPuzzle", "UnitRule", "generate", "parse", "render", "solve"]
 
@@ -28,6 +29,7 @@ NAME = "unit_conversion"
 HEADER = "In Alice's Wonderland, a secret unit conversion is applied to measurements. For example:"
 _EXAMPLE = re.compile(r"(\d+(?:\.\d+)?) m becomes (\d+(?:\.\d+)?)")
 _QUERY = re.compile(r"Now, convert the following measurement: (\d+(?:\.\d+)?) m")
+_LAYOUT = PromptLayout(NAME, (HEADER,), _EXAMPLE, _QUERY)
 
 # Generator ranges observed on the train split (min/max over 6,000+ values).
 X_RANGE = (5.0, 50.0)
@@ -53,19 +55,9 @@ class UnitRule:
 
 
 def parse(prompt: str) -> UnitConversionPuzzle:
-    lines = [line.strip() for line in prompt.strip().splitlines() if line.strip()]
-    if not lines or lines[0] != HEADER:
-        raise PuzzleFormatError(f"unit_conversion: first line is not the header {HEADER!r}")
-    if len(lines) < 3:
-        raise PuzzleFormatError("unit_conversion: need at least one example line and a query line")
-    query = _QUERY.fullmatch(lines[-1])
-    if not query:
-        raise PuzzleFormatError(f"unit_conversion: malformed query line {lines[-1]!r}")
+    matches, query = match_lines(prompt, _LAYOUT)
     examples = []
-    for number, line in enumerate(lines[1:-1], start=1):
-        match = _EXAMPLE.fullmatch(line)
-        if not match:
-            raise PuzzleFormatError(f"unit_conversion: example {number} malformed: {line!r}")
+    for number, match in enumerate(matches, start=1):
         x, y = Decimal(match[1]), Decimal(match[2])
         if x <= 0:
             raise PuzzleFormatError(f"unit_conversion: example {number} has x = {x}, need x > 0")
