@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -12,9 +13,23 @@ from typer.testing import CliRunner
 from reasonlab.cli import app
 
 REPO = Path(__file__).resolve().parents[1]
-DEV_CSV = (
-    REPO.parent / "shared" / "data" / "train_dev.csv"
-)  # present on dev machines and CI, never committed
+# The competition's dev split sits beside the checkout on dev machines and in CI; it is
+# never committed, so tests that read it skip without it.
+DEV_CSV = REPO.parent / "shared" / "data" / "train_dev.csv"
+
+
+@pytest.fixture(scope="session")
+def dev_rows() -> dict[str, list[dict[str, str]]]:
+    """The dev split's rows grouped by family (`unknown` included); skips when absent."""
+    from reasonlab.dataset.csvio import read_rows
+    from reasonlab.puzzles.registry import classify
+
+    if not DEV_CSV.is_file():
+        pytest.skip("dev CSV (train_dev.csv) not present")
+    groups: dict[str, list[dict[str, str]]] = defaultdict(list)
+    for row in read_rows(DEV_CSV, required=("id", "prompt", "answer")):
+        groups[classify(row["prompt"]).family].append(row)
+    return groups
 
 
 @pytest.fixture

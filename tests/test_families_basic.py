@@ -6,7 +6,6 @@ import random
 import re
 from collections import Counter
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
@@ -17,13 +16,6 @@ from reasonlab.puzzles.linear_fit import fit_ratio, multiply_steps, plain, round
 from reasonlab.puzzles.registry import classify, family_module, solve_prompt
 
 FAMILIES = ("numeral", "unit_conversion", "gravity", "cipher")
-REPO = Path(__file__).resolve().parents[1]
-DEV_CANDIDATES = (
-    Path("/work/shared/data/train_dev.csv"),
-    REPO.parent / "shared" / "data" / "train_dev.csv",
-)
-DEV_CSV = next((p for p in DEV_CANDIDATES if p.is_file()), None)
-needs_dev = pytest.mark.skipif(DEV_CSV is None, reason="dev CSV (train_dev.csv) not present")
 
 NUMERAL_HEAD = numeral.HEADER
 NUMERAL_QUERY = "Now, write the number 38 in the Wonderland numeral system."
@@ -384,19 +376,6 @@ def _values(prompt: str) -> list[float]:
     return [float(v) for line in body for v in _NUMBER.findall(line.replace("0.5*g*t^2", ""))]
 
 
-@pytest.fixture(scope="module")
-def dev_rows() -> dict[str, list[dict[str, str]]]:
-    from reasonlab.dataset.csvio import read_rows
-
-    rows: dict[str, list[dict[str, str]]] = {f: [] for f in FAMILIES}
-    for row in read_rows(DEV_CSV, required=("id", "prompt", "answer")):
-        family = classify(row["prompt"]).family
-        if family in rows:
-            rows[family].append(row)
-    return rows
-
-
-@needs_dev
 @pytest.mark.parametrize("family", FAMILIES)
 def test_generated_statistics_match_dev(family: str, dev_rows) -> None:
     dev = [r["prompt"] for r in dev_rows[family]]
@@ -428,7 +407,6 @@ def test_generated_statistics_match_dev(family: str, dev_rows) -> None:
         assert abs(short(gen_values) - short(dev_values)) < 0.05
 
 
-@needs_dev
 @pytest.mark.parametrize(
     ("family", "required"),
     [("numeral", 1.0), ("unit_conversion", 1.0), ("gravity", 1.0), ("cipher", 0.995)],

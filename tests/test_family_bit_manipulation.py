@@ -27,9 +27,6 @@ from reasonlab.puzzles.bit_rules import (
 from reasonlab.puzzles.registry import classify, solve_prompt
 
 REPO = Path(__file__).resolve().parents[1]
-DEV_CSV = (
-    REPO.parent / "shared" / "data" / "train_dev.csv"
-)  # as in conftest; absent on clean checkouts
 
 XOR, OR, AND, MAJ, CHOICE = 0b0110, 0b1110, 0b1000, 0b11101000, 0b10111000  # bit k = G(key k)
 
@@ -257,11 +254,8 @@ def test_generate_pins_family_and_rejects_unknown_knobs():
         bits.generate(random.Random(0), colour="red")
 
 
-@pytest.mark.skipif(not DEV_CSV.exists(), reason="dev CSV not present")
-def test_generated_wording_matches_the_dev_rows():
-    from reasonlab.dataset.csvio import read_rows
-
-    dev = next(r for r in read_rows(DEV_CSV) if classify(r["prompt"]).family == bits.NAME)
+def test_generated_wording_matches_the_dev_rows(dev_rows):
+    dev = dev_rows[bits.NAME][0]
     mine = generated(1, seed=9)[0].prompt
     assert mine.split("\n")[:3] == dev["prompt"].split("\n")[:3]
     assert mine.rsplit("\n", 1)[1][:-8] == dev["prompt"].rsplit("\n", 1)[1][:-8]
@@ -305,11 +299,8 @@ def test_fit_script_recovers_the_generating_family(tmp_path, write_csv):
     assert max(fitted.weights, key=fitted.weights.get) == family
 
 
-@pytest.mark.skipif(not DEV_CSV.exists(), reason="dev CSV not present")
-def test_dev_bit_rows_meet_the_acceptance_bar():
-    from reasonlab.dataset.csvio import read_rows
-
-    rows = [r for r in read_rows(DEV_CSV) if classify(r["prompt"]).family == bits.NAME]
+def test_dev_bit_rows_meet_the_acceptance_bar(dev_rows):
+    rows = dev_rows[bits.NAME]
     correct = sum(
         is_correct(r["answer"], solve_prompt(r["prompt"], bits.NAME).answer) for r in rows
     )

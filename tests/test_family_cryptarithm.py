@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import random
 import time
-from pathlib import Path
 
 import pytest
 
@@ -19,10 +18,6 @@ from reasonlab.puzzles.cryptarithm_search import SIGN, SearchLimits, search, sha
 from reasonlab.puzzles.equation_format import format_equation_prompt, parse_equation_prompt
 from reasonlab.puzzles.equation_ops import BY_NAME, NORMAL, Setting, apply
 from reasonlab.puzzles.registry import classify, solve_prompt
-
-DEV_CSV = (
-    Path(__file__).resolve().parents[2] / "shared" / "data" / "train_dev.csv"
-)  # never committed
 
 
 def _prompt(examples: list[tuple[str, str]], query: str) -> str:
@@ -290,16 +285,11 @@ def test_trace_shows_mapping_examples_and_query() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not DEV_CSV.exists(), reason="dev CSV not present")
-def test_dev_accuracy_meets_the_acceptance_bar() -> None:
-    from reasonlab.dataset.csvio import read_rows
-
+def test_dev_accuracy_meets_the_acceptance_bar(dev_rows) -> None:
     counts = {"deduce": [0, 0], "guess": [0, 0]}
     start = time.perf_counter()
-    for row in read_rows(DEV_CSV, required=("id", "prompt", "answer")):
+    for row in dev_rows[cryptarithm.NAME]:
         kind = classify(row["prompt"])
-        if kind.family != cryptarithm.NAME:
-            continue
         outcome = solve_prompt(row["prompt"], kind.family)
         counts[kind.subtype][1] += 1
         counts[kind.subtype][0] += isinstance(outcome, Solution) and is_correct(

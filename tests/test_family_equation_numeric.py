@@ -18,18 +18,6 @@ from reasonlab.puzzles.equation_ops import BY_NAME, OPERATIONS, SETTINGS, Settin
 from reasonlab.puzzles.registry import classify, solve_prompt
 
 REPO = Path(__file__).resolve().parents[1]
-DEV_CSV = next(
-    (
-        p
-        for p in (
-            Path("/work/shared/data/train_dev.csv"),
-            REPO.parent / "shared" / "data" / "train_dev.csv",
-        )
-        if p.is_file()
-    ),
-    None,
-)
-needs_dev = pytest.mark.skipif(DEV_CSV is None, reason="dev CSV (train_dev.csv) not present")
 
 
 def prompt(examples: list[tuple[str, str]], query: str) -> str:
@@ -347,16 +335,11 @@ def test_prior_missing_field_is_named():
 # --- dev split (skipped where the CSV is absent)
 
 
-@needs_dev
-def test_dev_accuracy_and_speed():
-    from reasonlab.dataset.csvio import read_rows
-
+def test_dev_accuracy_and_speed(dev_rows):
     start = time.perf_counter()
     scores: Counter = Counter()
-    for row in read_rows(DEV_CSV, required=("id", "prompt", "answer")):
+    for row in dev_rows["equation_numeric"]:
         kind = classify(row["prompt"])
-        if kind.family != "equation_numeric":
-            continue
         result = eqn.solve(eqn.parse(row["prompt"]))
         scores[
             kind.subtype, isinstance(result, Solution) and is_correct(row["answer"], result.answer)
