@@ -51,3 +51,15 @@ def test_core_runs_without_torch(tmp_path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "numeral" in result.stdout and "100.00%" in result.stdout
+
+
+def test_python_dash_m_runs_the_cli() -> None:
+    """`python -m reasonlab` is what multi-GPU launchers (accelerate launch -m) call."""
+    result = subprocess.run(
+        [sys.executable, "-m", "reasonlab", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0 and "classify" in result.stdout

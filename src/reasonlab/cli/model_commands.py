@@ -38,10 +38,13 @@ def train(
         recipe = load_recipe(
             config, {"model": model, "data": data, "output_dir": output_dir, "max_steps": max_steps}
         )
+    from reasonlab.pipeline.train import is_main_process
     from reasonlab.pipeline.train import train as run_training
 
     with user_errors(RecipeError, ValueError):
         result = run_training(recipe, resume=resume, echo=console.print)
+    if not is_main_process():
+        return
     losses = result.losses
     if losses:
         console.print(f"loss {losses[0]:.4f} -> {losses[-1]:.4f} over {len(losses)} logged steps")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ __all__ = [
     "RECIPE_FILE",
     "SUMMARY_FILE",
     "TrainResult",
+    "is_main_process",
     "parameter_wrappers",
     "train",
 ]
@@ -128,8 +130,14 @@ def _gradient_probe(peft_model, names: list[str]) -> tuple[Callable, dict[str, f
 def train(
     recipe: TrainRecipe, resume: bool = False, echo: Callable[[str], None] = print
 ) -> TrainResult:
-    """Run LoRA SFT as the recipe says; returns where the adapter went and what was seen."""
+    """Run LoRA SFT as the recipe says; returns where the adapter went and what was seen.
+
+    Under a multi-process launcher (accelerate/torchrun) every process trains, but only
+    the first prints and writes the adapter, so files are written once.
+    """
     _check_inputs(recipe)
+    if not is_main_process():
+        echo = _quiet
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import (
@@ -217,9 +225,11 @@ def train(
     trainer.train(resume_from_checkpoint=str(last) if last else None)
 
     # 4. save: adapter (no full lm_head copy), the wrapper map, the resolved recipe, a summary
-    model.save_pretrained(adapter_dir, save_embedding_layers=False)
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     zero_grad = sorted(name for name, norm in grad_norms.items() if not norm > 0.0)
+    if not trainer.is_world_process_zero():
+        return TrainResult(adapter_dir, adapted, len(rows), dropped, losses, zero_grad)
+    model.save_pretrained(adapter_dir, save_embedding_layers=False)
     # live wrapper names equal the saved key prefixes (`<prefix>.lora_A.weight`)
     _write_json(adapter_dir / PARAMETER_MAP_FILE, dict(sorted(parameter_wrappers(model).items())))
     save_recipe(recipe, adapter_dir / RECIPE_FILE)
@@ -238,6 +248,15 @@ def train(
     if zero_grad and not resume:
         echo(f"WARNING: no gradient at the first step for {zero_grad}")
     return TrainResult(adapter_dir, adapted, len(rows), dropped, losses, zero_grad)
+
+
+def is_main_process() -> bool:
+    """False in every process but the first under accelerate launch / torchrun (they set RANK)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _quiet(message: str) -> None:
+    """The `echo` of processes other than the first: one log, not one per GPU."""
 
 
 def _last_checkpoint(out: Path) -> Path | None:
