@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +14,7 @@ from typer.testing import CliRunner
 from reasonlab.cli import app
 
 runner = CliRunner()
+TINY_RECIPE = Path(__file__).resolve().parents[1] / "configs" / "tiny-cpu.yaml"
 
 
 def _ok(args):
@@ -28,7 +30,7 @@ def trained(tmp_path_factory):
     out = _ok(
         [
             "train",
-            "configs/tiny-cpu.yaml",
+            str(TINY_RECIPE),
             "--model",
             str(root / "tiny"),
             "--data",
@@ -78,7 +80,7 @@ def test_resume_continues_from_the_last_checkpoint(trained):
     output = _ok(
         [
             "train",
-            "configs/tiny-cpu.yaml",
+            str(TINY_RECIPE),
             "--model",
             str(root / "tiny"),
             "--data",
@@ -98,16 +100,16 @@ def test_resume_continues_from_the_last_checkpoint(trained):
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("model", "data", "message"),
     [
-        (["--model", "/nonexistent/model"], "not a model folder"),
-        (["--data", "/nonexistent/sft.jsonl"], "no such file"),
+        ("/nonexistent/model", None, "not a model folder"),
+        (None, "/nonexistent/sft.jsonl", "no such file"),
     ],
 )
-def test_train_input_errors_are_clear(tmp_path, args, message):
-    result = runner.invoke(
-        app, ["train", "configs/tiny-cpu.yaml", "--output-dir", str(tmp_path), *args]
-    )
+def test_train_input_errors_are_clear(trained, tmp_path, model, data, message):
+    tiny = trained[0] / "tiny"
+    args = ["--model", model or str(tiny), "--data", data or str(tiny / "toy_sft.jsonl")]
+    result = runner.invoke(app, ["train", str(TINY_RECIPE), "--output-dir", str(tmp_path), *args])
     assert result.exit_code == 1 and message in result.output
 
 
