@@ -206,7 +206,7 @@ def demo_command(
     from reasonlab.pipeline.demo import DemoConfig, run_demo
 
     with user_errors(ValueError):
-        run_demo(DemoConfig(out_dir=out_dir))
+        run_demo(DemoConfig(out_dir=out_dir), console=console)
 
 
 def register(app: typer.Typer) -> None:
