@@ -47,12 +47,14 @@ class TokenCounter:
         if self._tokenizer is None:
             prompt_estimate = len(user_message(prompt)) / CHARS_PER_TOKEN_ESTIMATE
             return round(prompt_estimate), round(len(trace) / CHARS_PER_TOKEN_ESTIMATE)
-        from reasonlab.dataset.chat import render_scorer_prompt
+        from reasonlab.dataset.chat import sft_example, tokenize_example
 
-        rendered = render_scorer_prompt(self._tokenizer, prompt)
-        prompt_ids = self._tokenizer(rendered, add_special_tokens=False)["input_ids"]
-        full_ids = self._tokenizer(rendered + trace, add_special_tokens=False)["input_ids"]
-        return len(prompt_ids), len(full_ids) - len(prompt_ids)
+        # Tokenized exactly as training tokenizes it: the scorer's prompt, then the
+        # completion (trace, </think>, the boxed answer, end of turn).
+        example = sft_example(self._tokenizer, sft_row("", "", prompt, trace))
+        labels = tokenize_example(self._tokenizer, example)["labels"]
+        completion = sum(1 for label in labels if label != -100)
+        return len(labels) - completion, completion
 
 
 @dataclass
