@@ -133,3 +133,24 @@ def test_audit_flags_wrong_and_unexplained_rows(cli, write_csv, tmp_path) -> Non
     assert flagged[rows[0]["id"]]["kind"] == "answer_unexplained"
     assert flagged[rows[1]["id"]]["kind"] == "unexplained"
     assert len(flagged) == 2
+
+
+def test_exact_token_counts_with_a_tokenizer(tmp_path) -> None:
+    """With --tokenizer, lengths are the completion's tokens as training tokenizes them."""
+    pytest.importorskip("transformers")
+    from transformers import AutoTokenizer
+
+    from reasonlab.dataset.chat import sft_example, tokenize_example
+    from reasonlab.pipeline.tiny_model import make_tiny_model
+
+    tiny = make_tiny_model(tmp_path / "tiny")
+    rows = generate_rows("gravity", 6, seed=4)
+    result = build_traces(rows, tokenizer_dir=tiny)
+    assert result.exact_tokens and len(result.rows) == 6
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny))
+    for row in result.rows:
+        labels = tokenize_example(tokenizer, sft_example(tokenizer, row))["labels"]
+        assert row["tokens"] == sum(1 for label in labels if label != -100)
+    budget = sorted(row["tokens"] for row in result.rows)[2]
+    tight = build_traces(rows, tokenizer_dir=tiny, max_new_tokens=budget)
+    assert len(tight.rows) == 3 and tight.stats["gravity"].counts["dropped_length"] == 3
