@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from reasonlab.metric import extract_answer, is_correct
 from reasonlab.puzzles import bit_manipulation as bits
 from reasonlab.puzzles.base import PuzzleFormatError, Solution, Unsolved, boxed
 from reasonlab.puzzles.bit_rules import (
+    KINDS,
     TRANSFORMS,
     Family,
     Prior,
@@ -195,18 +197,45 @@ def test_examples_no_rule_explains_are_unsolved():
 # ---- traces ----
 
 
-@pytest.mark.parametrize("notation", ["bin", "hex"])
-def test_render_checks_examples_and_boxes_the_answer(notation):
-    for g in generated(40, seed=5):
+def test_render_searches_then_boxes_the_solvers_answer():
+    for g in generated(60, seed=5):
         solution = bits.solve(bits.parse(g.prompt))
-        text = bits.render(solution, bits.RenderOptions(notation))
+        text = bits.render(solution)
         assert text.endswith(boxed(solution.answer))
         assert extract_answer(text) == solution.answer
-        checks = [line for line in text.splitlines() if " -> " in line]
-        assert len(checks) == len(solution.puzzle.examples) and all(
-            c.endswith(" ok") for c in checks
-        )
-        assert len(text) < 4000  # far inside 7,680 tokens
+        assert text.count("; fits") == 1 and f"Rule: y = {solution.rule.text}" in text
+        assert len(text) < 2 * 7680  # every digit one token: still inside the budget
+
+
+def test_render_shows_rejected_forms_before_the_fit():
+    text = bits.render(bits.solve(bits.parse(generated(1, seed=12)[0].prompt)))
+    first_fit = text.index("; fits")
+    assert "no amounts fit this form" in text[:first_fit] or ", reject" in text[:first_fit]
+
+
+def test_render_states_the_tie_break_when_rules_disagree():
+    puzzle = bits.BitPuzzle(((0b00000010, 0b00000001), (0b00000100, 0b00000010)), 0b11111111)
+    solution = bits.solve(puzzle)
+    text = bits.render(solution)
+    assert "disagree on the query" in text and "Keep the most probable" in text
+    assert extract_answer(text) == solution.answer
+
+
+def test_render_falls_back_to_checking_every_example():
+    # y = rol1 XOR rol4 is in no known family: the search rejects every form.
+    outsider = rule("rol1", "rol4", table=XOR)
+    for g in generated(5, seed=4, rule=outsider, n_examples=10):
+        solution = bits.solve(bits.parse(g.prompt))
+        if not isinstance(solution, Solution) or "fallback" not in solution.notes[0]:
+            continue
+        for notation in ("bin", "hex"):
+            text = bits.render(solution, bits.RenderOptions(notation))
+            assert "; fits" not in text and "No known form fits" in text
+            checks = [line for line in text.splitlines() if " -> " in line and ": " in line]
+            assert checks and all(
+                c.endswith(" ok") for c in checks[-len(solution.puzzle.examples) :]
+            )
+            assert extract_answer(text) == solution.answer
 
 
 def test_near_misses_fit_a_leading_run_then_fail():
@@ -220,15 +249,131 @@ def test_near_misses_fit_a_leading_run_then_fail():
             assert miss.apply(examples[run][0]) != examples[run][1]
 
 
-def test_trace_shows_a_rejected_guess_unless_disabled():
-    solution = bits.solve(bits.parse(generated(1, seed=12)[0].prompt))
-    assert "Reject." in bits.render(solution)
-    assert "Reject." not in bits.render(solution, bits.RenderOptions(near_miss=False))
+# ---- the written search is faithful: every intermediate value recomputed from the puzzle ----
+
+_FORM = re.compile(r"^Form y = ")
+_COLUMNS = re.compile(r"^X(\d)=([01]+) Y(\d)=([01]+)$")
+_PATTERN = re.compile(
+    r"^ (?:((?:(?:rol|shl|shr)\d ?)+): )?p(\d) (rol|shl|shr) column must be ([01?!]+) -> (.*)$"
+)
+_TRY = re.compile(r"^ try (.*?): (.*)$")
+_CHECK = re.compile(r"^p(\d) (.*) = ([01]+)(?: (ok)| but Y(\d)=([01]+), reject)$")
+_NAME = re.compile(r"\b(rol|shl|shr)(\d)\b")
 
 
-def test_hex_traces_are_shorter():
-    solution = bits.solve(bits.parse(generated(1, seed=6)[0].prompt))
-    assert len(bits.render(solution, bits.RenderOptions("hex"))) < len(bits.render(solution))
+def _bit(value: int, position: int) -> int:
+    return (value >> (7 - position)) & 1
+
+
+def _col(values, position: int) -> str:
+    return "".join(str(_bit(v, position)) for v in values)
+
+
+def _transforms(text: str) -> list[Transform]:
+    found = {Transform(kind, int(n)) for kind, n in _NAME.findall(text)}
+    return sorted(found, key=lambda t: (KINDS.index(t.kind), t.amount))
+
+
+def _fill(family: Family, given: list[Transform], kind: str, amount: int) -> Rule:
+    """A full rule of `family` with `given` copies, `kind` at `amount`, fillers elsewhere.
+
+    Fillers are copies that read 0 at the edge being checked (shr at p0, shl at p7), so
+    any amount does; the highest keeps canonical order.
+    """
+    slots: list[Transform | None] = [None] * family.arity
+    for t in [*given, Transform(kind, amount)]:  # type: ignore[arg-type]
+        i = next(i for i, k in enumerate(family.kinds) if k == t.kind and slots[i] is None)
+        slots[i] = t
+    operands = tuple(t or Transform(family.kinds[i], 7) for i, t in enumerate(slots))
+    return Rule(
+        tuple(sorted(operands, key=lambda t: (KINDS.index(t.kind), t.amount))), family.table
+    )
+
+
+def assert_trace_is_faithful(puzzle: bits.BitPuzzle, text: str) -> None:
+    prior = load_prior()
+    order = sorted(prior.weights, key=lambda f: (-prior.rule_probability(f), f))
+    xs = [x for x, _ in puzzle.examples]
+    ys = [y for _, y in puzzle.examples]
+    forms = -1
+    for line in text.splitlines():
+        if _FORM.match(line):
+            forms += 1
+            family = order[forms]
+        elif m := _COLUMNS.match(line):
+            assert m[2] == _col(xs, int(m[1])) and m[4] == _col(ys, int(m[3])), line
+        elif line == " no amounts fit this form":
+            assert not consistent_rules(puzzle.examples, [family]), family
+        elif m := _PATTERN.match(line):
+            given, edge, kind, pattern = _transforms(m[1] or ""), int(m[2]), m[3], m[4]
+            listed = _transforms(m[5])
+            assert all(f"({'X' + str(_source(t, edge))})" in m[5] for t in listed), line
+            low = max((t.amount for t in given if t.kind == kind), default=0) + 1
+            for amount in range(1, 8):
+                candidate = _fill(family, given, kind, amount)
+                source = _source(Transform(kind, amount), edge)
+                for i, (x, y) in enumerate(puzzle.examples):
+                    right = _bit(candidate.apply(x), edge) == _bit(y, edge)
+                    digit = str(_bit(x, source))
+                    assert right == (pattern[i] == "?" or pattern[i] == digit), (line, amount, i)
+                fits = all(
+                    _bit(candidate.apply(x), edge) == _bit(y, edge) for x, y in puzzle.examples
+                )
+                assert (Transform(kind, amount) in listed) == (fits and amount >= low), (
+                    line,
+                    amount,
+                )
+        elif m := _TRY.match(line):
+            candidate = Rule(tuple(_transforms(m[1])), family.table)
+            assert candidate.text == m[1], line
+            checks = m[2].split("; ")
+            fits = checks[-1] == "fits"
+            assert fits == all(candidate.apply(x) == y for x, y in puzzle.examples), line
+            for check in checks[:-1] if fits else checks:
+                c = _CHECK.match(check)
+                assert c, check
+                p = int(c[1])
+                got = _col([candidate.apply(x) for x in xs], p)
+                assert c[3] == got and (c[4] == "ok") == (got == _col(ys, p)), check
+                assert c[4] or (int(c[5]) == p and c[6] == _col(ys, p)), check
+                names = [
+                    f"X{_source(t, p)}" if _source(t, p) is not None else "0"
+                    for t in candidate.operands
+                ]
+                assert c[2] == expression(candidate.table, candidate.arity).text(names), check
+
+
+def _source(transform: Transform, position: int) -> int | None:
+    """Recomputed here rather than imported: the input column a copy reads at a position."""
+    shift = {"rol": transform.amount, "shl": transform.amount, "shr": -transform.amount}
+    j = position + shift[transform.kind]
+    if transform.kind == "rol":
+        return j % 8
+    return j if 0 <= j <= 7 else None
+
+
+def test_generated_traces_are_faithful():
+    for g in generated(80, seed=13):
+        solution = bits.solve(bits.parse(g.prompt))
+        assert_trace_is_faithful(solution.puzzle, bits.render(solution))
+
+
+def test_faithfulness_check_catches_a_false_value():
+    solution = bits.solve(bits.parse(generated(1, seed=14)[0].prompt))
+    text = bits.render(solution)
+    line = next(l for l in text.splitlines() if l.startswith(" try "))
+    flipped = line.replace("= 0", "= 1", 1) if "= 0" in line else line.replace("= 1", "= 0", 1)
+    with pytest.raises(AssertionError):
+        assert_trace_is_faithful(solution.puzzle, text.replace(line, flipped))
+
+
+def test_dev_traces_are_faithful_and_box_the_solvers_answer(dev_rows):
+    for row in dev_rows[bits.NAME]:
+        solution = bits.solve(bits.parse(row["prompt"]))
+        text = bits.render(solution)
+        assert extract_answer(text) == solution.answer, row["id"]
+        assert len(text) <= 2 * 7680, row["id"]
+        assert_trace_is_faithful(solution.puzzle, text)
 
 
 # ---- generation ----

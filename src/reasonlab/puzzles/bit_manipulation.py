@@ -28,9 +28,9 @@ from reasonlab.puzzles.bit_rules import (
     consistent_rules,
     expression,
     load_prior,
-    near_misses,
     search_any,
 )
+from reasonlab.puzzles.bit_trace import search_trace
 from reasonlab.puzzles.prompt_lines import PromptLayout, match_lines
 
 __all__ = [
@@ -161,78 +161,68 @@ Notation = Literal["bin", "hex"]
 
 @dataclass(frozen=True)
 class RenderOptions:
-    """`hex` writes the example checks' bytes in hex (shorter); the query is always binary."""
+    """`hex` writes the fallback's example checks in hex; columns and the query stay binary."""
 
     notation: Notation = "bin"
     alternatives: int = 3  # answers listed when fitting rules disagree on the query
-    near_miss: bool = True  # show a plausible rule that a check rejects, before the real one
-
-
-def _near_miss(puzzle: BitPuzzle, show: Callable[[int], str]) -> list[str]:
-    """The likeliest rule that fits the longest run of leading examples, then fails one.
-
-    It shows the model what a rejected guess looks like, so a check is never a formality.
-    """
-    prior = load_prior()
-    misses, run = near_misses(puzzle.examples, sorted(prior.weights))
-    if not misses:
-        return []
-    guess = min(misses, key=lambda r: (-prior.rule_probability(r.family), r.arity, r))
-    x, y = puzzle.examples[run]
-    got = guess.apply(x)
-    fits = "example 1 fits" if run == 1 else f"examples 1-{run} fit"
-    return [
-        f"Try y = {guess.text}: {fits}, but example {run + 1} ({show(x)}) gives {show(got)}, not {show(y)}. Reject."
-    ]
 
 
 def _alternatives(puzzle: BitPuzzle, shown: int) -> list[str]:
     """The competing answers with a representative rule each: the tie-break made visible."""
     groups, _ = rank_answers(puzzle)
-    lines = [f"The rules that fit all examples disagree on the query ({len(groups)} answers):"]
+    lines = [f"Other forms fit all examples too and disagree on the query ({len(groups)} answers):"]
     for g in groups[:shown]:
         lines.append(f"{_bits(g.answer)} from y = {g.best.text} (probability {g.weight:.2f})")
-    lines.append("Keep the most probable rule above.")
+    lines.append("Keep the most probable: the first answer above.")
     return lines
 
 
-_COPY_HELP = {
-    "rol": "rotate left by N",
-    "shl": "shift left by N, zeros enter at the right",
-    "shr": "shift right by N, zeros enter at the left",
-}
-
-
-def render(solution: Solution, options: RenderOptions = RenderOptions()) -> str:
-    """Rule, a check on every example, then the query worked copy by copy."""
+def _fallback_checks(solution: Solution, show: Callable[[int], str]) -> list[str]:
+    """No known form fits: state the fewest-copies rule and check it on every example."""
     puzzle: BitPuzzle = solution.puzzle
     rule: Rule = solution.rule
-    names = [t.name for t in rule.operands]
-    formula = expression(rule.table, rule.arity)
-    show = _bits if options.notation == "bin" else (lambda v: format(v, "02X"))
-    fallback = any(note.startswith("fallback") for note in solution.notes)
-    searched = "every boolean function of 1-3 copies" if fallback else "every known form"
     lines = [
-        (
-            "Each output bit is a boolean function of bits of shifted/rotated copies of x "
-            f"({'; '.join(f'{k}N = {help_text}' for k, help_text in _COPY_HELP.items())})."
-        ),
-        *(_near_miss(puzzle, show) if options.near_miss else []),
-        (
-            f"Searching {searched} with every amount 1-7, {solution.candidates} distinct "
-            f"rule{'s fit' if solution.candidates > 1 else ' fits'} all examples; the most probable:"
-        ),
-        f"Rule: y = {formula.text(names)}",
-        f"Check all {len(puzzle.examples)} examples ({'binary' if options.notation == 'bin' else 'hex'}):",
+        "No known form fits. Fallback: any boolean function of the fewest copies that fits;",
+        f"the most common answer among those comes from y = {rule.text}. Check:",
     ]
     for x, y in puzzle.examples:
-        copies = " ".join(f"{n}={show(t.apply(x))}" for n, t in zip(names, rule.operands))
+        copies = " ".join(f"{t.name}={show(t.apply(x))}" for t in rule.operands)
         got = rule.apply(x)
         lines.append(
             f"{show(x)}: {copies} -> {show(got)} {'ok' if got == y else 'MISMATCH ' + show(y)}"
         )
-    if solution.ambiguous:
+    return lines
+
+
+_COPY_HELP = {
+    "rol": "rotate left by N; output position p reads input position (p+N) mod 8",
+    "shl": "shift left by N; p reads p+N, or 0 when p+N > 7",
+    "shr": "shift right by N; p reads p-N, or 0 when p-N < 0",
+}
+
+
+def render(solution: Solution, options: RenderOptions = RenderOptions()) -> str:
+    """The column search that finds the rule, the tie-break if any, then the query."""
+    puzzle: BitPuzzle = solution.puzzle
+    rule: Rule = solution.rule
+    show = _bits if options.notation == "bin" else (lambda v: format(v, "02X"))
+    search = search_trace(puzzle.examples, load_prior())
+    lines = [
+        (
+            "Each output bit is a boolean function of bits of shifted/rotated copies of x "
+            f"({'; '.join(f'{k}N = {help_text}' for k, help_text in _COPY_HELP.items())}). "
+            "Positions count from 0 at the leftmost bit. Try the forms most probable first; "
+            "the edge positions 0 and 7 pin the amounts, positions 1-6 check the survivors."
+        ),
+        *search.lines,
+    ]
+    if search.rule is None:
+        lines += _fallback_checks(solution, show)
+    elif solution.ambiguous or search.rule != rule:
         lines += _alternatives(puzzle, options.alternatives)
+    formula = expression(rule.table, rule.arity)
+    names = [t.name for t in rule.operands]
+    lines.append(f"Rule: y = {formula.text(names)}")
     lines.append(f"Query x = {_bits(puzzle.query)}")
     values = [t.apply(puzzle.query) for t in rule.operands]
     lines += [f"{n} = {_bits(v)}" for n, v in zip(names, values)]
