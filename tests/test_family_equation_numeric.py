@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import random
+import re
 import time
 from collections import Counter
 from pathlib import Path
@@ -12,9 +13,18 @@ import pytest
 
 from reasonlab.metric import extract_answer, is_correct
 from reasonlab.puzzles import equation_numeric as eqn
+from reasonlab.puzzles import equation_trace as eqt
 from reasonlab.puzzles.base import PuzzleFormatError, Solution, Unsolved
 from reasonlab.puzzles.equation_format import HEADER, QUERY_LEAD, format_equation_prompt
-from reasonlab.puzzles.equation_ops import BY_NAME, OPERATIONS, SETTINGS, Setting, apply
+from reasonlab.puzzles.equation_ops import (
+    BY_NAME,
+    OPERATIONS,
+    SETTINGS,
+    Setting,
+    apply,
+    read_operands,
+    write_result,
+)
 from reasonlab.puzzles.registry import classify, solve_prompt
 
 REPO = Path(__file__).resolve().parents[1]
@@ -260,25 +270,205 @@ def test_render_round_trips_through_the_metric():
             text = eqn.render(solution)
             assert extract_answer(text) == solution.answer
             assert text.endswith("\\boxed{" + solution.answer + "}")
-            assert len(text) < 4000  # far inside 7,680 tokens
+            assert len(text) < 4000  # under ~1,350 tokens at 3 chars a token; the cap is 7,680
             symbols_in_answers.update(c for c in solution.answer if not c.isdigit())
     assert symbols_in_answers  # some answers carry an operator symbol (e.g. '}' or '\\')
 
 
-def test_render_shows_setting_checks_and_query_arithmetic():
-    puzzle = eqn.parse(
-        prompt([("52/69", "17"), ("34/44", "1"), ("96/83", "13/"), ("12*40", "48")], "69/52")
+# The hand-built mirrored row: the sign tell skips normal and reversed, '*' reads 12*40
+# as a=04, b=21 (4*21 = 84, written 48), the query 25-96 = -71 is written 17/.
+MIRRORED_ROW = ([("52/69", "17"), ("34/44", "1"), ("96/83", "13/"), ("12*40", "48")], "69/52")
+
+
+@pytest.mark.parametrize(
+    "row,snippets",
+    [
+        (
+            MIRRORED_ROW,
+            [
+                "Skip normal, reversed: 96/83=13/ ends with '/'.",
+                " '*' 12*40=48: a=04 b=21 target 84\n  a+b: 4+21 = 25 no; a*b: 4*21 = 84 yes",
+                "check 96/83=13/: a=38 b=69 target -31: a-b: 38-69 = -31 ok",
+                "Query 69/52: a=25 b=96: a-b: 25-96 = -71, written 17/.",
+            ],
+        ),
+        # reversed fails on '*': 50*11=550 reads back as 055, which only a concatenation gives
+        (
+            ([("12+34", "46"), ("50*11", "550"), ("21+21", "42")], "45-30"),
+            [
+                (
+                    "target 055 (leading 0: only a concatenation can give it)\n"
+                    "  cat(a,b): 0511 no; cat(b,a): 1105 no\n  nothing gives 055: reversed fails."
+                ),
+                "a*b: 50*11 = 50*10 + 50*1 = 500 + 50 = 550 yes",
+                (
+                    "'-' is not in the examples, so it takes a family no operator uses: used addition, "
+                    "multiplication; free subtraction, concatenation; most likely for '-': a-b."
+                ),
+            ],
+        ),
+        # the query's operator is searched to the end; the neighbours (one plain) pick |a-b|
+        (
+            TWIST_ROWS[0][:2],
+            [
+                "'-' is the query's operator: try the rest too",
+                "'-' fits: a-b, |a-b|; |a-b| chosen since 1 of the other 2 operators are plain",
+                "Query 25-57: a=52 b=75: |a-b|: |52-75| = 23, written 32.",
+            ],
+        ),
+    ],
+    ids=["mirrored", "guess", "twist"],
+)
+def test_render_shows_the_search(row, snippets):
+    text = eqn.render(eqn.solve(eqn.parse(prompt(*row))))
+    for snippet in snippets:
+        assert snippet in text
+
+
+# --- render faithfulness: every value the trace writes is recomputed from the table
+
+_LABEL_OPS = {label: BY_NAME[name] for name, label in eqt.LABELS.items()}
+_LABEL = "|".join(re.escape(label) for label in sorted(_LABEL_OPS, key=len, reverse=True))
+_CANDIDATE = re.compile(
+    rf"(?:^|; |: )(?P<label>{_LABEL}): (?P<steps>[^;]*?) (?P<verdict>yes|no|ok)(?=;|$)"
+)
+_READ = re.compile(
+    r"(?P<lhs>\d\d\D\d\d)=(?P<rhs>\S+): a=(?P<a>\d\d) b=(?P<b>\d\d) target (?P<t>-?\d+)"
+)
+_QUERY = re.compile(
+    rf"^Query (?P<lhs>\S+): a=(?P<a>\d\d) b=(?P<b>\d\d): (?P<label>{_LABEL}): (?P<steps>.*?)"
+    r"(?:, written (?P<written>\S+))?\.$"
+)
+
+
+def _evaluate(part: str) -> int:
+    """One side of a written step: digits with + - * ( ), `x mod y` and `|x|`."""
+    expr = re.sub(r"\|([^|]*)\|", r"abs(\1)", part.replace(" mod ", "%"))
+    if not re.fullmatch(r"[\d+\-*% ()abs]+", expr):
+        raise AssertionError(f"unexpected step {part!r}")
+    return eval(expr)  # test-only: the pattern above admits integer arithmetic only
+
+
+def _steps_value(steps: str) -> str:
+    """The final value of `x = y = value` (steps after a comma continue the chain), each
+    `=` checked to hold."""
+    for chain in steps.split(", "):
+        parts = chain.split(" = ")
+        if len(parts) > 1:
+            values = {_evaluate(p) for p in parts}
+            assert len(values) == 1, f"false step {chain!r}"
+    return steps.split(" = ")[-1]
+
+
+def check_trace(solution: Solution) -> None:
+    """Recompute every reading, candidate value, verdict, choice and the query line."""
+    rule = eqn.trace_rule(solution)
+    q = solution.puzzle.query
+    assert apply(BY_NAME[rule.query_operation], q.left, q.right, q.op, rule.setting) == (
+        solution.answer
     )
-    text = eqn.render(eqn.solve(puzzle))
-    assert "Setting normal fails" in text
-    assert "a=25, b=96: 25 - 96 = -71 -> /71 -> 17/" in text
-    assert "12*40: a=04, b=21: 4 * 21 = 4 * 20 + 4 * 1 = 80 + 4 = 84 -> 48" in text
+    if rule is not solution.rule:  # only where answers pool under the metric
+        assert solution.rule.setting != rule.setting or solution.rule.query_operation != (
+            rule.query_operation
+        )
+    text = eqn.render(solution)
+    setting, reading, searched = None, None, []
+    for line in text.splitlines():
+        if head := re.match(r"Setting (\w+) \(", line):
+            setting = Setting(head[1])
+            searched.append(setting)
+        if match := _QUERY.match(line):
+            op = _LABEL_OPS[match["label"]]
+            a, b = read_operands(q.left, q.right, rule.setting)
+            assert (match["lhs"], match["a"], match["b"]) == (q.text, a, b)
+            assert op is BY_NAME[rule.query_operation]
+            assert _steps_value(match["steps"]) == str(op(a, b))
+            assert (match["written"] or str(op(a, b))) == solution.answer
+            continue
+        if read := _READ.search(line):
+            lhs = eqn.parse(prompt([(read["lhs"], read["rhs"])], "11+11")).examples[0][0]
+            assert (read["a"], read["b"]) == read_operands(lhs.left, lhs.right, setting)
+            assert read["t"] == eqt.decode_result(read["rhs"], lhs.op, setting)
+            current = (lhs, read["rhs"], read["t"])
+            if not line.startswith("  check "):  # an operator's first example: the search's
+                reading = current
+            line = line[read.end() :]
+        else:  # a line going on with the operator's first example
+            current = reading
+        for match in _CANDIDATE.finditer(line):
+            op = _LABEL_OPS[match["label"]]
+            lhs, rhs, target = current
+            a, b = read_operands(lhs.left, lhs.right, setting)
+            value = _steps_value(match["steps"])
+            assert value == str(op(a, b)), (line, match.group())
+            fits = apply(op, lhs.left, lhs.right, lhs.op, setting) == rhs
+            assert (match["verdict"] != "no") == fits == (value == target), match.group()
+        if fit := re.match(r"'(.)' fits: (.*); (.*) chosen", line):
+            chosen = next(x for x in rule.operations if x[0] == q.op)
+            assert fit[1] == q.op and _LABEL_OPS[fit[3]] is BY_NAME[rule.query_operation]
+            named = {_LABEL_OPS[label].name for label in fit[2].split(", ")}
+            assert named == {chosen[1], *chosen[2]}
+    assert searched[-1] == rule.setting  # the search ends in the solver's setting
+    assert extract_answer(text) == solution.answer and text.endswith(
+        f"\\boxed{{{solution.answer}}}"
+    )
 
 
-def test_render_explains_a_guess():
-    puzzle = eqn.parse(prompt([("12+34", "46"), ("50*11", "550"), ("21+21", "42")], "45-30"))
-    text = eqn.render(eqn.solve(puzzle))
-    assert "'-' never appears in the examples" in text and "unused: subtraction" in text
+@pytest.mark.parametrize("subtype", ["deduce", "guess"])
+def test_trace_values_are_true_on_generated_rows(subtype):
+    for g in generated(subtype, 200, seed=11):
+        check_trace(eqn.solve(eqn.parse(g.prompt)))
+
+
+@pytest.mark.parametrize("examples,query", [row[:2] for row in SOLVED + TWIST_ROWS])
+def test_trace_values_are_true_on_hand_rows(examples, query):
+    check_trace(eqn.solve(eqn.parse(prompt(examples, query))))
+
+
+def test_trace_values_are_true_on_dev(dev_rows):
+    for row in dev_rows["equation_numeric"]:
+        solution = eqn.solve(eqn.parse(row["prompt"]))
+        if isinstance(solution, Solution):
+            check_trace(solution)
+
+
+def test_shown_operators_first_fit_is_the_solvers_pick():
+    """The search stops at the first fit in frequency order: the solver's pick."""
+    prior = eqn.load_prior()
+    for g in generated("deduce", 200, seed=12):
+        solution = eqn.solve(eqn.parse(g.prompt))
+        order = eqt.operation_order(prior, solution.rule.setting)
+        for symbol, name, others in solution.rule.operations:
+            if symbol != solution.puzzle.query.op:
+                assert next(op.name for op in order if op.name in {name, *others}) == name
+
+
+# --- reading a result back: decode_result inverts write_result exactly
+
+
+@pytest.mark.parametrize("setting", SETTINGS, ids=[s.name for s in SETTINGS])
+def test_decode_result_inverts_writing(setting):
+    rng = random.Random(13)
+    for _ in range(2000):
+        a, b = f"{rng.randint(0, 99):02d}", f"{rng.randint(0, 99):02d}"
+        op, other = rng.choice(OPERATIONS), rng.choice(OPERATIONS)
+        written = write_result(op(a, b), "^", setting)
+        assert eqt.decode_result(written, "^", setting) == str(op(a, b))
+        assert (str(other(a, b)) == str(op(a, b))) == (
+            write_result(other(a, b), "^", setting) == written
+        )
+
+
+SIGN_TELLS = [
+    ([("31^75", "44^")], {"normal", "reversed"}),  # minus at the end: only mirrored
+    ([("31^75", "^44")], {"mirrored"}),  # minus in front: never mirrored
+    ([("31^75", "1234"), ("12+34", "46")], set()),
+]
+
+
+@pytest.mark.parametrize("examples,ruled", SIGN_TELLS)
+def test_sign_tell(examples, ruled):
+    assert set(eqt.sign_tell(eqn.parse(prompt(examples, "11+11")))) == ruled
 
 
 # --- the prior: shipped file complete, fit script recovers generator frequencies

@@ -26,6 +26,7 @@ Solving:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import json
@@ -37,7 +38,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from reasonlab.metric import is_correct
-from reasonlab.puzzles.base import Generated, PuzzleFormatError, Solution, Unsolved, boxed
+from reasonlab.puzzles.base import Generated, PuzzleFormatError, Solution, Unsolved
 from reasonlab.puzzles.equation_format import (
     EquationPrompt,
     Expression,
@@ -52,9 +53,8 @@ from reasonlab.puzzles.equation_ops import (
     Operation,
     Setting,
     apply,
-    read_operands,
-    write_result,
 )
+from reasonlab.puzzles.equation_trace import render_trace
 
 __all__ = [
     "NAME",
@@ -75,6 +75,7 @@ __all__ = [
     "solve",
     "symbol_class",
     "symbol_group",
+    "trace_rule",
     "twist_contexts",
     "twist_factor",
     "unused_kinds",
@@ -82,20 +83,6 @@ __all__ = [
 
 NAME = "equation_numeric"
 PRIOR_PATH = Path(__file__).parent / "data" / "equation_prior.json"
-
-_KIND_WORDS = {
-    "add": "addition",
-    "sub": "subtraction/remainder",
-    "mul": "multiplication",
-    "cat": "concatenation",
-}
-_SETTING_WORDS = {
-    "normal": "normal: a = left operand, b = right operand, result written as computed",
-    "reversed": "reversed: a = left operand reversed, b = right operand reversed, "
-    "result digits reversed (a minus sign stays in front)",
-    "mirrored": "mirrored (the line read right to left): a = right operand reversed, "
-    "b = left operand reversed, the whole result written reversed",
-}
 
 
 # ---------------------------------------------------------------------------- prior
@@ -417,15 +404,11 @@ class EquationRule:
     other_settings: tuple[str, ...]  # settings that also fit (less likely)
 
 
-def solve(puzzle: EquationPrompt, prior: Prior | None = None) -> Solution | Unsolved:
-    prior = prior or load_prior()
-    hyps = hypotheses(puzzle, prior)
-    if not hyps:
-        reasons = "; ".join(f"{s.name}: {_failure(puzzle, s)}" for s in SETTINGS)
-        return Unsolved(f"no setting explains every example ({reasons})")
-    answer, score = _best_answer(hyps)
-    agreeing = [h for h in hyps if is_correct(h.answer, answer)]
-    chosen = max(agreeing, key=lambda h: h.weight)  # first of equals: tie-break order
+def _rule(
+    puzzle: EquationPrompt, hyps: list[Hypothesis], chosen: Hypothesis, score: float, prior: Prior
+) -> EquationRule:
+    """The rule of hypothesis `chosen`: each shown operator's most common candidate (the
+    query's own operation for its operator), with the candidates that also fit."""
     fit = chosen.fit
     operations = []
     for symbol, names in fit.candidates:
@@ -435,16 +418,27 @@ def solve(puzzle: EquationPrompt, prior: Prior | None = None) -> Solution | Unso
             else max(names, key=lambda n: prior.op(fit.setting, n))
         )
         operations.append((symbol, pick, tuple(n for n in names if n != pick)))
-    guessed = not puzzle.query_seen
-    rule = EquationRule(
+    return EquationRule(
         setting=fit.setting,
         operations=tuple(operations),
         query_operation=chosen.operation,
-        guessed=guessed,
+        guessed=not puzzle.query_seen,
         probability=score,
         rejected=tuple((s.name, why) for s in SETTINGS if (why := _failure(puzzle, s))),
         other_settings=tuple(dict.fromkeys(h.fit.setting.name for h in hyps if h.fit is not fit)),
     )
+
+
+def solve(puzzle: EquationPrompt, prior: Prior | None = None) -> Solution | Unsolved:
+    prior = prior or load_prior()
+    hyps = hypotheses(puzzle, prior)
+    if not hyps:
+        reasons = "; ".join(f"{s.name}: {_failure(puzzle, s)}" for s in SETTINGS)
+        return Unsolved(f"no setting explains every example ({reasons})")
+    answer, score = _best_answer(hyps)
+    agreeing = [h for h in hyps if is_correct(h.answer, answer)]
+    chosen = max(agreeing, key=lambda h: h.weight)  # first of equals: tie-break order
+    rule = _rule(puzzle, hyps, chosen, score, prior)
     distinct = len({h.answer for h in hyps})
     notes = (f"{distinct} distinct answers among {len(hyps)} hypotheses",)
     return Solution(puzzle, answer, rule, candidates=len(hyps), agreeing=len(agreeing), notes=notes)
@@ -453,89 +447,30 @@ def solve(puzzle: EquationPrompt, prior: Prior | None = None) -> Solution | Unso
 # ---------------------------------------------------------------------------- render
 
 
-def _arithmetic(op: Operation, a: str, b: str) -> str:
-    """`instance = value` in steps a reader can check: a product split into tens and
-    units, a remainder as the larger minus a multiple of the smaller."""
-    value = op(a, b)
-    x, y = int(a), int(b)
-    if op.kind == "mul":
-        tens, units = y - y % 10, y % 10
-        split = (
-            f" = {x} * {tens} + {x} * {units} = {x * tens} + {x * units}" if tens and units else ""
-        )
-        shown = f"{x} * {y}{split} = {x * y}"
-        if op.offset:
-            shown += f"; {x * y} {'+' if op.offset > 0 else '-'} {abs(op.offset)} = {value}"
-        return shown
-    if op.name == "maxmod" and min(x, y):
-        hi, lo = max(x, y), min(x, y)
-        return f"{op.instance(a, b)} = {hi} - {hi // lo} * {lo} = {value}"
-    return f"{op.instance(a, b)} = {value}"
+def trace_rule(solution: Solution) -> EquationRule:
+    """The rule a trace follows: the likeliest hypothesis giving the answer's exact string.
 
-
-def _writing(value: int | str, symbol: str, setting: Setting) -> str:
-    """`` when the value is written as computed, else how it becomes the written result
-    (e.g. ` -> /71 -> 17/`: the minus sign as the operator symbol, then reversed)."""
-    written = write_result(value, symbol, setting)
-    plain = write_result(value, symbol, Setting("normal"))
-    steps = [s for s in dict.fromkeys((plain, written)) if s != str(value)]
-    return "".join(f" -> {s}" for s in steps)
-
-
-def _worked(op: Operation, lhs: Expression, setting: Setting) -> str:
-    a, b = read_operands(lhs.left, lhs.right, setting)
-    return f"{lhs.text}: a={a}, b={b}: {_arithmetic(op, a, b)}{_writing(op(a, b), lhs.op, setting)}"
-
-
-def render(solution: Solution) -> str:
-    """Settings tried, each operator's operation checked on its examples, then the query."""
+    That is the solver's rule except where answers pool under the metric (158 and 159
+    agree, and the pool's first answer string may come from a less likely hypothesis than
+    the pool's likeliest); a trace must compute the very answer it boxes."""
     puzzle: EquationPrompt = solution.puzzle
     rule: EquationRule = solution.rule
     q = puzzle.query
-    lines = []
-    symbols = ", ".join(f"'{s}'" for s, _, _ in rule.operations)
-    lines.append(f"Operators in the examples: {symbols}. Query: {q.text} (operator '{q.op}').")
-    for name, why in rule.rejected:
-        lines.append(f"Setting {name} fails: {why}.")
-    also = (
-        f" ({', '.join(rule.other_settings)} also fits but is less common)"
-        if rule.other_settings
-        else ""
-    )
-    lines.append(
-        f"Setting {_SETTING_WORDS[rule.setting.name]}{also}. A negative result is written with the operator symbol as its minus sign."
-    )
-    examples = _by_operator(puzzle)
-    plain = {s: BY_NAME[n].plain for s, n, _ in rule.operations}
-    for symbol, name, others in rule.operations:
-        op = BY_NAME[name]
-        alt = ""
-        if others:
-            why = "is more common"
-            if symbol == q.op and any(BY_NAME[n].plain != op.plain for n in others):
-                k = sum(v for s, v in plain.items() if s != symbol)
-                why = (
-                    f"is likelier: {k} of the other {len(plain) - 1} operations are plain "
-                    "(a + b, a - b, a * b), and a row mixes plain and twisted ones"
-                )
-            alt = (
-                f" (also fits: {', '.join(BY_NAME[n].formula for n in others)}; {op.formula} {why})"
-            )
-        lines.append(f"'{symbol}' is {op.formula}{alt}:")
-        for lhs, rhs in examples[symbol]:
-            lines.append(f"  {_worked(op, lhs, rule.setting)}; given {rhs}: ok")
-    query_op = BY_NAME[rule.query_operation]
-    if rule.guessed:
-        used = {BY_NAME[n].kind for _, n, _ in rule.operations}
-        unused = [_KIND_WORDS.get(k, k) for k in KINDS if k not in used]
-        lines.append(
-            f"'{q.op}' never appears in the examples, so its operation must be guessed. "
-            f"Families already used: {', '.join(_KIND_WORDS.get(k, k) for k in KINDS if k in used) or 'none'}; "
-            f"unused: {', '.join(unused) or 'none'}. Most likely for '{q.op}': {query_op.formula}."
-        )
-    lines.append(f"Query with '{q.op}' = {query_op.formula}: {_worked(query_op, q, rule.setting)}.")
-    lines.append(f"The answer is {solution.answer}.")
-    return "\n".join(lines) + "\n" + boxed(solution.answer)
+    if apply(BY_NAME[rule.query_operation], q.left, q.right, q.op, rule.setting) == solution.answer:
+        return rule
+    prior = load_prior()
+    hyps = hypotheses(puzzle, prior)
+    exact = [h for h in hyps if h.answer == solution.answer]
+    if not exact:  # only for a solution found with another prior: keep the solver's rule
+        return rule
+    return _rule(puzzle, hyps, max(exact, key=lambda h: h.weight), rule.probability, prior)
+
+
+def render(solution: Solution) -> str:
+    """The search that finds the setting and operations, then the query (`equation_trace`)."""
+    traced = dataclasses.replace(solution, rule=trace_rule(solution))
+    group = symbol_group(puzzle_symbols(solution.puzzle))
+    return render_trace(traced, load_prior(), group)
 
 
 # ---------------------------------------------------------------------------- generate

@@ -68,7 +68,12 @@ LABELS: dict[str, str] = {
     "rsub": "b-a",
     "rcat": "cat(b,a)",
 }
-_KIND_WORDS = {"add": "addition", "sub": "subtraction", "mul": "multiplication", "cat": "concatenation"}
+_KIND_WORDS = {
+    "add": "addition",
+    "sub": "subtraction",
+    "mul": "multiplication",
+    "cat": "concatenation",
+}
 _READING = {
     "normal": "a, b as written; result as written",
     "reversed": "a, b each reversed; result digits reversed (a symbol in front = minus)",
@@ -161,38 +166,61 @@ def _reading(lhs: Expression, rhs: str, setting: Setting) -> tuple[str, str, str
     return a, b, target, f"{lhs.text}={rhs}: a={a} b={b} target {target}"
 
 
+def _checks(
+    op: Operation, rest: Sequence[tuple[Expression, str]], setting: Setting
+) -> tuple[list[str], bool]:
+    """Lines checking `op` on an operator's other examples, stopping at the first miss."""
+    lines = []
+    for lhs, rhs in rest:
+        a, b, target, head = _reading(lhs, rhs, setting)
+        agree = str(op(a, b)) == target
+        lines.append(
+            f"  check {head}: {_label(op)}: {_steps(op, a, b, set())} {'ok' if agree else 'no'}"
+        )
+        if not agree:
+            return lines, False
+    return lines, True
+
+
 def _search(
     symbol: str,
     examples: Sequence[tuple[Expression, str]],
     setting: Setting,
     order: Sequence[Operation],
-) -> tuple[list[str], Operation | None]:
-    """The trace lines of one operator's search, and the operation found (None: none fits)."""
+    every: bool,
+) -> tuple[list[str], list[Operation]]:
+    """The trace lines of one operator's search and the operations that fit every example
+    (empty: the setting fails). `every` (the query's operator) goes on past the first fit,
+    since the query's answer may depend on which one is meant."""
     first, *rest = examples
     a, b, target, head = _reading(*first, setting)
-    lines, tried, shown = [f" '{symbol}' {head}"], [], set()
+    if len(target.lstrip("-")) > 1 and target.lstrip("-")[0] == "0":
+        # Numbers are never written with a leading 0; concatenations keep the operands' zeros.
+        order = [op for op in order if op.kind == "cat"]
+        head += " (leading 0: only a concatenation can give it)"
+    lines, tried, shown, fitting, hits = [f" '{symbol}' {head}"], [], set(), [], 0
     for op in order:
         text, hit = _candidate(op, a, b, target, shown)
         tried.append(text)
         if not hit:
             continue
-        checks, ok = [], True
-        for lhs, rhs in rest:
-            ea, eb, et, ehead = _reading(lhs, rhs, setting)
-            value = str(op(ea, eb))
-            agree = value == et
-            checks.append(f"  check {ehead}: {_label(op)}: {_steps(op, ea, eb, set())} {'ok' if agree else 'no'}")
-            if not agree:
-                ok = False
-                break
+        hits += 1
+        checks, ok = _checks(op, rest, setting)
         lines.append("  " + "; ".join(tried))
         lines.extend(checks)
         tried = []
         if ok:
-            return lines, op
-    lines.append("  " + "; ".join(tried))
-    lines.append(f"  nothing gives {target}: {setting.name} fails.")
-    return lines, None
+            fitting.append(op)
+            if not every:
+                return lines, fitting
+            if len(fitting) == 1:
+                tried.append(f"'{symbol}' is the query's operator: try the rest too")
+    if tried:
+        lines.append("  " + "; ".join(tried))
+    if not fitting:
+        why = f"nothing fits every '{symbol}' example" if hits else f"nothing gives {target}"
+        lines.append(f"  {why}: {setting.name} fails.")
+    return lines, fitting
 
 
 def _by_operator(puzzle: EquationPrompt) -> dict[str, list[tuple[Expression, str]]]:
@@ -204,39 +232,37 @@ def _by_operator(puzzle: EquationPrompt) -> dict[str, list[tuple[Expression, str
 
 def _setting_search(
     puzzle: EquationPrompt, setting: Setting, prior: Prior
-) -> tuple[list[str], dict[str, Operation] | None]:
-    """Lines searching every operator under `setting`; the operations, or None on failure."""
+) -> tuple[list[str], dict[str, list[Operation]] | None]:
+    """Lines searching every operator under `setting`; each operator's fitting operations
+    (only the first, the most common, for an operator other than the query's), or None."""
     order = operation_order(prior, setting)
     lines = [f"Setting {setting.name} ({_READING[setting.name]}):"]
-    found: dict[str, Operation] = {}
+    found: dict[str, list[Operation]] = {}
     for symbol, examples in _by_operator(puzzle).items():
-        more, op = _search(symbol, examples, setting, order)
+        more, fitting = _search(symbol, examples, setting, order, symbol == puzzle.query.op)
         lines.extend(more)
-        if op is None:
+        if not fitting:
             return lines, None
-        found[symbol] = op
+        found[symbol] = fitting
     return lines, found
 
 
-def _choice_lines(rule: EquationRule, found: dict[str, Operation], query: str) -> list[str]:
-    """One line per operator whose solver pick is not just the first fit, or that others fit."""
-    lines = []
-    plain = {s: BY_NAME[n].plain for s, n, _ in rule.operations}
-    for symbol, name, others in rule.operations:
-        if not others and found.get(symbol) is BY_NAME[name]:
-            continue
-        chosen = BY_NAME[name]
-        alts = [BY_NAME[n] for n in (found[symbol].name, *others) if n != name]
-        alts = list(dict.fromkeys(alts))
-        reason = "by frequency"
-        if symbol == query and found.get(symbol) is not chosen:
-            k = sum(v for s, v in plain.items() if s != symbol)
-            reason = f"since {k} of the other {len(plain) - 1} are plain (a+b, a-b, a*b) and rows mix plain and twisted"
-        lines.append(
-            f"'{symbol}': also fits: {', '.join(_label(o) for o in alts)}; "
-            f"{_label(chosen)} chosen {reason}."
+def _choice_line(rule: EquationRule, fitting: Sequence[Operation], query: str) -> list[str]:
+    """Which of the query operator's fitting operations the solver takes, and why."""
+    if len(fitting) < 2:
+        return []
+    chosen = BY_NAME[rule.query_operation]
+    reason = "by frequency"
+    if chosen is not fitting[0]:
+        plain = [BY_NAME[n].plain for s, n, _ in rule.operations if s != query]
+        reason = (
+            f"since {sum(plain)} of the other {len(plain)} operators are plain (a+b, a-b, a*b) "
+            "and rows mix plain and twisted"
+            if fitting[0].plain != chosen.plain
+            else "since more of the fits give its answer (answers within 1% count as one)"
         )
-    return lines
+    names = ", ".join(_label(op) for op in fitting)
+    return [f"'{query}' fits: {names}; {_label(chosen)} chosen {reason}."]
 
 
 def _query_lines(solution: Solution, rule: EquationRule) -> list[str]:
@@ -247,9 +273,9 @@ def _query_lines(solution: Solution, rule: EquationRule) -> list[str]:
         used = [k for k in KINDS if any(BY_NAME[n].kind == k for _, n, _ in rule.operations)]
         free = [_KIND_WORDS[k] for k in KINDS if k not in used]
         lines.append(
-            f"'{q.op}' is not in the examples: families used: "
-            f"{', '.join(_KIND_WORDS[k] for k in used) or 'none'}; free: {', '.join(free) or 'none'}; "
-            f"most likely for '{q.op}': {_label(op)}."
+            f"'{q.op}' is not in the examples, so it takes a family no operator uses: "
+            f"used {', '.join(_KIND_WORDS[k] for k in used) or 'none'}; "
+            f"free {', '.join(free) or 'none (so any)'}; most likely for '{q.op}': {_label(op)}."
         )
     a, b = read_operands(q.left, q.right, rule.setting)
     value = op(a, b)
@@ -265,15 +291,17 @@ def render_trace(solution: Solution, prior: Prior, group: str) -> str:
     rule: EquationRule = solution.rule
     order = setting_order(prior, group)
     rejected = {name for name, _ in rule.rejected}
-    lines = [
-        f"Try settings in the order {', '.join(s.name for s in order)} "
-        f"({'only + - * operators' if group == 'standard' else 'symbol operators'}); "
+    kind = "only + - * operators" if group == "standard" else "symbol operators"
+    plan = (
+        f"Try settings in the order {', '.join(s.name for s in order)} ({kind}); "
         "per operator, try operations most common first on its first example."
-    ]
+    )
+    lines = [plan]
     tells = {n: why for n, why in sign_tell(puzzle).items() if n in rejected}
-    for name, why in tells.items():
-        lines.append(f"Skip {name}: {why}.")
-    found: dict[str, Operation] = {}
+    for why in dict.fromkeys(tells.values()):
+        skipped = ", ".join(n for n, w in tells.items() if w == why)
+        lines.append(f"Skip {skipped}: {why}.")
+    found: dict[str, list[Operation]] = {}
     for setting in order:
         if setting.name in tells:
             continue
@@ -288,7 +316,7 @@ def render_trace(solution: Solution, prior: Prior, group: str) -> str:
         if setting == rule.setting:
             found = ops or {}
             break
-    lines.extend(_choice_lines(rule, found, puzzle.query.op))
+    lines.extend(_choice_line(rule, found.get(puzzle.query.op, ()), puzzle.query.op))
     lines.extend(_query_lines(solution, rule))
     lines.append(f"The answer is {solution.answer}.")
     return "\n".join(lines) + "\n" + boxed(solution.answer)
