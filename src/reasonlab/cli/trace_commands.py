@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from reasonlab.cli.common import console, progress_bar, user_errors
+from reasonlab.cli.common import console, fail, progress_bar, user_errors
 
 __all__ = ["register"]
 
@@ -127,10 +127,42 @@ def audit(
         console.print(f"wrote {output}")
 
 
+def distill(
+    outputs: Annotated[Path, typer.Argument(help="A teacher's `reasonlab eval` outputs JSONL.")],
+    gold: Annotated[Path, typer.Option("--gold", help="CSV with id,prompt,answer.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="SFT JSONL to write.")],
+    keep: Annotated[
+        str, typer.Option(help="shortest: one right output per id; all: every one.")
+    ] = "shortest",
+    max_new_tokens: Annotated[int, typer.Option(help="Drop outputs longer than this.")] = 7680,
+) -> None:
+    """Keep a teacher's right, complete generations as SFT rows (generate them with `eval --backend openai`)."""
+    from reasonlab.dataset.csvio import read_rows
+    from reasonlab.dataset.jsonl import read_jsonl, write_jsonl
+    from reasonlab.pipeline.distill import distill as distill_outputs
+
+    if keep not in ("shortest", "all"):
+        raise fail(f"--keep must be 'shortest' or 'all', not {keep!r}")
+    with user_errors(KeyError):
+        result = distill_outputs(
+            read_jsonl(outputs),
+            read_rows(gold, required=("id", "prompt", "answer")),
+            keep,
+            max_new_tokens,
+        )  # type: ignore[arg-type]
+    write_jsonl(output, result.rows)
+    c = result.counts
+    console.print(
+        f"{c['outputs']} outputs: {c['correct']} right, {c['truncated']} of those cut off, "
+        f"{c['too_long']} over {max_new_tokens} tokens; wrote {c['kept']} SFT rows to {output}"
+    )
+
+
 def register(app: typer.Typer) -> None:
-    """Add `traces`, `audit` and the `dataset` group to the app."""
+    """Add `traces`, `audit`, `distill` and the `dataset` group to the app."""
     app.command()(traces)
     app.command()(audit)
+    app.command()(distill)
     dataset = typer.Typer(help="Build SFT datasets from recipes.", no_args_is_help=True)
     dataset.command("build")(build)
     app.add_typer(dataset, name="dataset")
