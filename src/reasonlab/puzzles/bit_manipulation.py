@@ -31,7 +31,7 @@ from reasonlab.puzzles.bit_rules import (
     search_any,
 )
 from reasonlab.puzzles.bit_trace import search_trace
-from reasonlab.puzzles.prompt_lines import PromptLayout, match_lines
+from reasonlab.puzzles.prompt_lines import PromptLayout, example_count, match_lines
 
 __all__ = [
     "NAME",
@@ -264,10 +264,8 @@ def generate(
     `rule` or `family` pin the rule; `n_examples` defaults to uniform 7-10. Inputs are
     distinct random bytes and the query is none of them, as in the dev rows.
     """
-    if knobs:
-        raise TypeError(f"bit_manipulation.generate: unknown knobs {sorted(knobs)}")
-    count = n_examples if n_examples is not None else rng.choice(EXAMPLE_COUNTS)
-    if not 1 <= count <= 255:
+    count = example_count(rng, NAME, n_examples, knobs, EXAMPLE_COUNTS)
+    if count > 255:
         raise ValueError(f"bit_manipulation.generate: n_examples must be 1..255, got {count}")
     rule = rule or _sample_rule(rng, prior or load_prior(), family)
     *inputs, query = rng.sample(range(256), count + 1)

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from reasonlab.puzzles.base import Generated, PuzzleFormatError, Solution, Unsolved, boxed
-from reasonlab.puzzles.prompt_lines import PromptLayout, match_lines
+from reasonlab.puzzles.prompt_lines import PromptLayout, example_count, match_lines
 
 __all__ = [
     "NAME",
@@ -315,11 +315,7 @@ def generate(rng: random.Random, n_examples: int | None = None, **knobs: Any) ->
 
     `rule` is the key as a dict plain -> cipher letter.
     """
-    if knobs:
-        raise TypeError(f"cipher.generate: unknown knobs {sorted(knobs)}")
-    count = n_examples if n_examples is not None else rng.choice(EXAMPLE_COUNTS)
-    if count < 1:
-        raise ValueError(f"cipher.generate: n_examples must be >= 1, got {count}")
+    count = example_count(rng, NAME, n_examples, knobs, EXAMPLE_COUNTS)
     alphabet = string.ascii_lowercase
     key = dict(zip(alphabet, rng.sample(alphabet, len(alphabet))))
     sentences = [_sentence(rng) for _ in range(count + 1)]

@@ -18,7 +18,7 @@ from typing import Any
 
 from reasonlab.puzzles.base import Generated, PuzzleFormatError, Solution, Unsolved, boxed
 from reasonlab.puzzles.linear_fit import Fit, fit_ratio, multiply_steps, plain, round_2dp
-from reasonlab.puzzles.prompt_lines import PromptLayout, match_lines
+from reasonlab.puzzles.prompt_lines import PromptLayout, example_count, match_lines
 
 __all__ = ["NAME", "GravityPuzzle", "GravityRule", "generate", "parse", "render", "solve"]
 
@@ -114,11 +114,7 @@ def render(solution: Solution) -> str:
 
 def generate(rng: random.Random, n_examples: int | None = None, **knobs: Any) -> Generated:
     """A puzzle in the competition's wording; `n_examples` defaults to uniform 3-5."""
-    if knobs:
-        raise TypeError(f"gravity.generate: unknown knobs {sorted(knobs)}")
-    count = n_examples if n_examples is not None else rng.choice(EXAMPLE_COUNTS)
-    if count < 1:
-        raise ValueError(f"gravity.generate: n_examples must be >= 1, got {count}")
+    count = example_count(rng, NAME, n_examples, knobs, EXAMPLE_COUNTS)
     g = rng.uniform(*G_RANGE)
     ts = [round(rng.uniform(*T_RANGE), 2) for _ in range(count + 1)]
     lines = [HEADER]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reasonlab.puzzles.base import Generated, Solution, Unsolved, boxed
-from reasonlab.puzzles.prompt_lines import PromptLayout, match_lines
+from reasonlab.puzzles.prompt_lines import PromptLayout, example_count, match_lines
 
 __all__ = [
     "NAME",
@@ -127,11 +127,7 @@ def render(solution: Solution) -> str:
 
 def generate(rng: random.Random, n_examples: int | None = None, **knobs: Any) -> Generated:
     """A puzzle in the competition's wording; `n_examples` defaults to uniform 3-5."""
-    if knobs:
-        raise TypeError(f"numeral.generate: unknown knobs {sorted(knobs)}")
-    count = n_examples if n_examples is not None else rng.choice(EXAMPLE_COUNTS)
-    if count < 1:
-        raise ValueError(f"numeral.generate: n_examples must be >= 1, got {count}")
+    count = example_count(rng, NAME, n_examples, knobs, EXAMPLE_COUNTS)
     numbers = [rng.randint(*VALUE_RANGE) for _ in range(count + 1)]
     lines = [HEADER]
     lines += [f"{n} -> {to_roman(n)}" for n in numbers[:-1]]

@@ -7,12 +7,15 @@ every family: which family, which line, what was expected.
 
 from __future__ import annotations
 
+import random
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from reasonlab.puzzles.base import PuzzleFormatError
 
-__all__ = ["PromptLayout", "match_lines"]
+__all__ = ["PromptLayout", "example_count", "match_lines"]
 
 
 @dataclass(frozen=True)
@@ -50,3 +53,22 @@ def match_lines(prompt: str, layout: PromptLayout) -> tuple[list[re.Match[str]],
             raise PuzzleFormatError(f"{name}: example {number} malformed: {line!r}")
         examples.append(match)
     return examples, query
+
+
+def example_count(
+    rng: random.Random,
+    family: str,
+    n_examples: int | None,
+    knobs: Mapping[str, Any],
+    choices: Sequence[int],
+) -> int:
+    """How many examples a generated puzzle shows (`choices` uniformly unless given).
+
+    Unknown knobs are an error: a misspelt knob must not silently generate the default.
+    """
+    if knobs:
+        raise TypeError(f"{family}.generate: unknown knobs {sorted(knobs)}")
+    count = n_examples if n_examples is not None else rng.choice(choices)
+    if count < 1:
+        raise ValueError(f"{family}.generate: n_examples must be >= 1, got {count}")
+    return count

@@ -20,7 +20,7 @@ from typing import Any
 
 from reasonlab.puzzles.base import Generated, PuzzleFormatError, Solution, Unsolved, boxed
 from reasonlab.puzzles.linear_fit import Fit, fit_ratio, multiply_steps, plain, round_2dp
-from reasonlab.puzzles.prompt_lines import PromptLayout, match_lines
+from reasonlab.puzzles.prompt_lines import PromptLayout, example_count, match_lines
 
 __all__ = ["NAME", "UnitConversionPuzzle", "UnitRule", "generate", "parse", "render", "solve"]
 
@@ -102,11 +102,7 @@ def _format_x(value: float) -> str:
 
 def generate(rng: random.Random, n_examples: int | None = None, **knobs: Any) -> Generated:
     """A puzzle in the competition's wording; `n_examples` defaults to uniform 3-5."""
-    if knobs:
-        raise TypeError(f"unit_conversion.generate: unknown knobs {sorted(knobs)}")
-    count = n_examples if n_examples is not None else rng.choice(EXAMPLE_COUNTS)
-    if count < 1:
-        raise ValueError(f"unit_conversion.generate: n_examples must be >= 1, got {count}")
+    count = example_count(rng, NAME, n_examples, knobs, EXAMPLE_COUNTS)
     k = rng.uniform(*K_RANGE)
     xs = [round(rng.uniform(*X_RANGE), 2) for _ in range(count + 1)]
     lines = [HEADER]
