@@ -298,3 +298,93 @@ def test_dev_accuracy_meets_the_acceptance_bar(dev_rows) -> None:
     assert counts["deduce"][0] >= 0.5 * counts["deduce"][1], counts
     assert counts["guess"][0] >= 0.2 * counts["guess"][1], counts
     assert time.perf_counter() - start < 90
+
+
+# ---------------------------------------------------------------- derived traces
+
+# A normal-setting row ('-' multiplies, '>' adds) whose trace search is short enough to show.
+DERIVED = (
+    [("46-26", "1196"), ("98>64", "162"), ("50-05", "250"), ("54>53", "107")],
+    "62-63",
+)
+
+
+def _derived() -> Solution:
+    examples, query = DERIVED
+    solution = cryptarithm.solve(cryptarithm.parse(_crypt(examples, query)))
+    assert isinstance(solution, Solution)
+    return solution
+
+
+def _operands(a: str, b: str, setting: Setting) -> tuple[str, str]:
+    """The written (left, right) digits whose reading under `setting` is (a, b)."""
+    if setting.name == "reversed":
+        return a[::-1], b[::-1]
+    if setting.name == "mirrored":
+        return b[::-1], a[::-1]
+    return a, b
+
+
+def test_a_short_search_gives_a_complete_derived_trace() -> None:
+    solution = _derived()
+    assert solution.answer == _encode("3906", SYMBOLS)
+    assert solution.trace_complete and solution.rule.derivation is not None
+    trace = cryptarithm.render(solution)
+    assert "Digits found" not in trace  # the old found-not-derived format
+    assert "'-' as a*b: try" in trace and "Every example fits" in trace
+    assert extract_answer(trace) == solution.answer
+    assert trace.rstrip().endswith(f"\\boxed{{{solution.answer}}}")
+    assert len(trace) < 7_500  # ~2,500 tokens
+
+
+def test_every_value_a_derived_trace_writes_is_true() -> None:
+    """Recompute each shown step from its operands, then decode every example."""
+    solution = _derived()
+    derivation = solution.rule.derivation
+    setting = derivation.setting
+    for step in derivation.steps:
+        if step.kind == "check" and step.written:
+            left, right = _operands(step.a, step.b, setting)
+            assert step.op(step.a, step.b) == step.value
+            assert apply(step.op, left, right, step.lhs.op, setting) == step.written
+            for symbol, digit in step.assigned:  # the digits shown are the operands read
+                spots = [i for i, ch in enumerate(step.lhs.left + step.lhs.right) if ch == symbol]
+                assert all((left + right)[i] == digit for i in spots)
+            if step.ok or step.text.endswith(f"digits, not {len(step.rhs)}"):
+                assert (len(step.written) == len(step.rhs)) == step.ok
+        elif step.kind == "units":
+            base = int(step.a) + int(step.b) if step.op.kind == "add" else int(step.a) * int(step.b)
+            assert (base + step.op.offset) % 10 == step.value
+        elif step.kind == "solve":
+            for digit in step.written:
+                x, y = int(step.a), int(digit)
+                base = x + y if step.op.kind == "add" else x * y
+                assert (base + step.op.offset) % 10 == step.value
+    digits = dict(derivation.mapping)
+    ops = dict(derivation.ops)
+    puzzle = solution.puzzle
+    for lhs, rhs in puzzle.examples:
+        left = "".join(digits[s] for s in lhs.left)
+        right = "".join(digits[s] for s in lhs.right)
+        written = apply(ops[lhs.op], left, right, lhs.op, setting)
+        assert "".join(digits.get(ch, ch) for ch in rhs) == written
+    assert cryptarithm.derived_answer(derivation, puzzle) == solution.answer
+
+
+def test_derived_traces_agree_with_the_solver_and_flag_completeness() -> None:
+    """trace_complete exactly when the trace derives the answer (or only joins symbols)."""
+    for g in _generated(25, "deduce", seed=5) + [None]:
+        outcome = _derived() if g is None else cryptarithm.solve(cryptarithm.parse(g.prompt))
+        if not isinstance(outcome, Solution):
+            continue
+        puzzle, rule = outcome.puzzle, outcome.rule
+        q = puzzle.query
+        order = cryptarithm.joining_order(puzzle, q.op)
+        pair = {"left+right": q.left + q.right, "right+left": q.right + q.left}
+        joined = order is not None and outcome.answer == pair[order]
+        assert outcome.trace_complete == (joined or rule.derivation is not None)
+        if rule.derivation is not None:
+            assert cryptarithm.derived_answer(rule.derivation, puzzle) == outcome.answer
+            assert not rule.guessed
+        trace = cryptarithm.render(outcome)
+        assert extract_answer(trace) == outcome.answer

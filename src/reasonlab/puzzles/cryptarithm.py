@@ -17,6 +17,11 @@ Solving:
    posterior, and the answer with the highest expected score wins.
 An answer that needs a digit whose symbol never appears cannot be written for sure:
 that row is `Unsolved` with a partial guess (the first unseen symbol of `ALPHABET`).
+
+Traces: a query that only joins its operands' symbols is shown at the symbol level; a
+deduce row whose answer `cryptarithm_trace.derive` (a step-by-step search a model can
+redo) reaches within budget shows that search; both are `trace_complete`. Other rows
+show the decoding the solver found, checked on every example (`trace_complete=False`).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import json
 import random
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,6 +47,7 @@ from reasonlab.puzzles.cryptarithm_search import (
     encode,
     search,
 )
+from reasonlab.puzzles.cryptarithm_trace import Derivation, derive, render_derivation, sign_rule
 from reasonlab.puzzles.equation_format import (
     EquationPrompt,
     Expression,
@@ -73,9 +79,11 @@ __all__ = [
     "hypotheses",
     "load_prior",
     "offset_context",
+    "operation_order",
     "parse",
     "render",
     "row_group",
+    "setting_order",
     "solve",
 ]
 
@@ -154,6 +162,16 @@ class Prior:
 def load_prior(path: Path = PRIOR_PATH) -> Prior:
     """The prior shipped with the package (or another fitted file)."""
     return Prior.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def setting_order(prior: Prior, group: str) -> tuple[Setting, ...]:
+    """Settings by P(setting | group), most frequent first (the trace's search order)."""
+    return tuple(sorted(SETTINGS, key=lambda s: -prior.settings.get(group, {}).get(s.name, 0.0)))
+
+
+def operation_order(prior: Prior, setting: Setting) -> tuple[Operation, ...]:
+    """The table by P(op | setting), most frequent first; ties keep table order."""
+    return tuple(sorted(OPERATIONS, key=lambda op: -prior.op(setting, op.name)))
 
 
 def row_group(puzzle: EquationPrompt) -> str:
@@ -372,6 +390,8 @@ class CryptarithmRule:
     guessed: bool  # the query operator never appears in the examples
     probability: float  # the answer's share of the posterior
     fits: int  # how many (setting, operations, mapping) explain every example
+    # the trace's search when it derives this answer within the trace budget, else None
+    derivation: Derivation | None = None
 
 
 def find_fits(puzzle: EquationPrompt, limits: SearchLimits = DEFAULT_LIMITS) -> SearchResult:
@@ -429,6 +449,51 @@ def _fill_unknown(h: Hypothesis, puzzle: EquationPrompt) -> str:
     return "".join(out)
 
 
+_TRACE_CHARS = 7_500  # ~2,500 tokens at ~3 characters a token
+
+
+def derived_answer(derivation: Derivation, puzzle: EquationPrompt) -> str | None:
+    """The query's answer under the derivation's decoding, or None when the search leaves
+    a query symbol, the query operator or a result digit without a value or symbol."""
+    q = puzzle.query
+    digits = dict(derivation.mapping)
+    op = dict(derivation.ops).get(q.op)
+    if op is None or any(ch not in digits for ch in q.left + q.right):
+        return None
+    left = "".join(digits[ch] for ch in q.left)
+    right = "".join(digits[ch] for ch in q.right)
+    written = apply(op, left, right, SIGN, derivation.setting)
+    answer = encode(written, {d: s for s, d in digits.items()}, q.op, UNKNOWN)
+    return None if UNKNOWN in answer else answer
+
+
+def _derivation(
+    puzzle: EquationPrompt, prior: Prior, answer: str, setting: Setting
+) -> Derivation | None:
+    """The trace's search when it reaches `answer` and fits the trace budget, else None.
+
+    When the solver's `setting` is not the first one the search would try, the search
+    must first exhaust another setting, which never fits the budget: it is skipped
+    (saving time only; the row keeps trace_complete=False).
+    """
+    settings = setting_order(prior, row_group(puzzle))
+    if next((s for s in settings if not sign_rule(puzzle, s)), None) != setting:
+        return None
+    joins = {lhs.op: o for lhs, _ in puzzle.examples if (o := joining_order(puzzle, lhs.op))}
+    derivation = derive(
+        puzzle,
+        settings,
+        functools.partial(operation_order, prior),
+        joins,
+    )
+    if derivation is None or derived_answer(derivation, puzzle) != answer:
+        return None
+    query_op = dict(derivation.ops)[puzzle.query.op]
+    if len(render_derivation(derivation, puzzle, answer, query_op)) > _TRACE_CHARS:
+        return None
+    return derivation
+
+
 def solve(
     puzzle: EquationPrompt, prior: Prior | None = None, limits: SearchLimits = DEFAULT_LIMITS
 ) -> Solution | Unsolved:
@@ -484,10 +549,15 @@ def solve(
         )
     share = f"{len(ranked)} distinct answers from {len(result.fits)} fits; this one holds {rule.probability:.0%}"
     notes = (share, "trace shows the decoding found, not the search for it")
-    # Only a joining query is derived in full by the trace; otherwise it shows the decoding
-    # the search found, not the search.
+    # A joining query is derived at the symbol level; otherwise the trace derives the
+    # answer only when its step-by-step search reaches this same answer within budget.
     order = joining_order(puzzle, puzzle.query.op)
     complete = order is not None and answer == _join(puzzle.query, order)
+    if not complete and not rule.guessed:
+        derivation = _derivation(puzzle, prior, answer, rule.setting)
+        if derivation is not None:
+            rule = replace(rule, derivation=derivation)
+            complete = True
     return Solution(
         puzzle,
         answer,
@@ -585,6 +655,9 @@ def render(solution: Solution) -> str:
     order = joining_order(puzzle, q.op)
     if order and solution.answer == _join(q, order):
         return _render_joining(solution, order)
+    if rule.derivation is not None:
+        query_op = dict(rule.derivation.ops)[q.op]
+        return render_derivation(rule.derivation, puzzle, solution.answer, query_op)
     digits = dict(rule.mapping) | dict(rule.assumed)
     inverse = {d: s for s, d in digits.items()}
     ops = {symbol: BY_NAME[name] for symbol, name in rule.operations}
