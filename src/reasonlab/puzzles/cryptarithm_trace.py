@@ -521,6 +521,13 @@ def _taken(assigned: tuple[tuple[str, str], ...]) -> str:
     return " ".join(f"{s}={d}" for s, d in assigned) or "all known"
 
 
+def _units_sum(step: Step) -> str:
+    """The units-digit expression of a units step: `a+b`, `a*b`, with the offset if any."""
+    sign = "+" if step.op.kind == "add" else "*"
+    offset = f"{step.op.offset:+d}" if step.op.offset else ""
+    return f"{step.a}{sign}{step.b}{offset}"
+
+
 def _line(step: Step) -> str:
     pad = "  " * step.depth
     if step.kind == "setting":
@@ -535,17 +542,13 @@ def _line(step: Step) -> str:
     if step.kind == "back":
         return f"{pad} no digits fit {step.lhs.text}: go back"
     if step.kind == "units":
-        sign = "+" if step.op.kind == "add" else "*"
-        off = f"{step.op.offset:+d}" if step.op.offset else ""
         verdict = "ok" if step.ok else f"no, {step.text}"
-        return f"{pad} {_taken(step.assigned)}: units {step.a}{sign}{step.b}{off} ends in {step.value}, {verdict}"
+        return f"{pad} {_taken(step.assigned)}: units {_units_sum(step)} ends in {step.value}, {verdict}"
     if step.kind == "range":
         return f"{pad} a={step.a}, b={step.b}: {_label(step.op)} from {step.value}; no, {step.text}"
     if step.kind == "solve":
-        sign = "+" if step.op.kind == "add" else "*"
-        off = f"{step.op.offset:+d}" if step.op.offset else ""
         fits = ", ".join(step.written) if step.written else "none free"
-        return f"{pad} {_taken(step.assigned)}: units {step.a}{sign}{step.b}{off} must end in {step.value}: {step.b} = {fits}"
+        return f"{pad} {_taken(step.assigned)}: units {_units_sum(step)} must end in {step.value}: {step.b} = {fits}"
     # check
     if not step.written:
         return f"{pad} {_taken(step.assigned)}: no, {step.text}"
