@@ -14,7 +14,7 @@ from collections import Counter
 
 from reasonlab.metric import is_correct
 from reasonlab.pipeline.generate import generate_mixed
-from reasonlab.pipeline.score import group_label
+from reasonlab.pipeline.score import group_labels
 from reasonlab.pipeline.solve import solve_rows
 
 
@@ -31,7 +31,7 @@ def main() -> None:
     tally: dict[str, Counter] = {}
     for row, result in zip(rows, results):
         correct = result.status == "solved" and is_correct(row["answer"], result.answer)
-        for label in {result.family, group_label(result.family, result.subtype)}:
+        for label in group_labels(result.family, result.subtype):
             c = tally.setdefault(label, Counter())
             c["rows"] += 1
             c["correct"] += correct

@@ -70,12 +70,12 @@ def solve(
 
 def _solve_table(rows: list[dict[str, str]], solved: list, title: str) -> Table:
     from reasonlab.metric import is_correct
-    from reasonlab.pipeline.score import group_label
+    from reasonlab.pipeline.score import group_labels
 
     has_gold = "answer" in rows[0]
     tally: dict[str, Counter] = {}
     for row, result in zip(rows, solved):
-        for label in {result.family, group_label(result.family, result.subtype)}:
+        for label in group_labels(result.family, result.subtype):
             counts = tally.setdefault(label, Counter())
             counts["total"] += 1
             counts[result.status] += 1

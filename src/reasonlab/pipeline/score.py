@@ -19,7 +19,9 @@ __all__ = [
     "GroupScore",
     "RowScore",
     "ScoreReport",
+    "check_known_ids",
     "group_label",
+    "group_labels",
     "score_files",
     "score_predictions",
 ]
@@ -68,11 +70,25 @@ def group_label(family: str, subtype: str = "") -> str:
     return f"{family}/{subtype}" if subtype else family
 
 
+def group_labels(family: str, subtype: str = "") -> tuple[str, ...]:
+    """Every table row a result counts in: its family, and family/subtype when it has one."""
+    return (family, group_label(family, subtype)) if subtype else (family,)
+
+
+def check_known_ids(ids: Iterable[str], gold_ids: set[str], source: str) -> None:
+    """Ids the gold file does not know mean the wrong file: an error naming them."""
+    unknown = [row_id for row_id in ids if row_id not in gold_ids]
+    if unknown:
+        shown = ", ".join(unknown[:10]) + (
+            f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+        )
+        raise DataError(f"{source}: {len(unknown)} id(s) not in the gold file: {shown}")
+
+
 def summarize(rows: Iterable[RowScore]) -> list[GroupScore]:
     counts: dict[str, list[int]] = {}
     for row in rows:
-        labels = [row.family] + ([group_label(row.family, row.subtype)] if row.subtype else [])
-        for label in labels:
+        for label in group_labels(row.family, row.subtype):
             tally = counts.setdefault(label, [0, 0])
             tally[0] += row.correct
             tally[1] += 1
@@ -85,13 +101,7 @@ def score_predictions(
     source: str = "predictions",
 ) -> ScoreReport:
     """Score prediction rows (`id` + `answer` or `output`) against gold rows (`id,prompt,answer`)."""
-    gold_ids = {row["id"] for row in gold}
-    unknown = [row["id"] for row in predictions if row["id"] not in gold_ids]
-    if unknown:
-        shown = ", ".join(unknown[:10]) + (
-            f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
-        )
-        raise DataError(f"{source}: {len(unknown)} id(s) not in the gold file: {shown}")
+    check_known_ids((row["id"] for row in predictions), {row["id"] for row in gold}, source)
     by_id = {row["id"]: row for row in predictions}
     scored = []
     for row in gold:

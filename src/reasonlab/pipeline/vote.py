@@ -21,7 +21,7 @@ from pathlib import Path
 from reasonlab.dataset.csvio import DataError, read_rows
 from reasonlab.dataset.jsonl import read_jsonl
 from reasonlab.metric import NOT_FOUND, extract_answer, is_correct
-from reasonlab.pipeline.score import group_label
+from reasonlab.pipeline.score import check_known_ids, group_labels
 from reasonlab.puzzles.registry import classify
 
 __all__ = [
@@ -141,9 +141,8 @@ class VoteReport:
             return []
         by_label: dict[str, list[RowResult]] = {}
         for row in self.rows:
-            by_label.setdefault(row.family, []).append(row)
-            if row.subtype:
-                by_label.setdefault(group_label(row.family, row.subtype), []).append(row)
+            for label in group_labels(row.family, row.subtype):
+                by_label.setdefault(label, []).append(row)
         return [GroupResult.of(ALL, self.rows)] + [
             GroupResult.of(label, rows) for label, rows in sorted(by_label.items())
         ]
@@ -175,13 +174,7 @@ def score_outputs(
 ) -> VoteReport:
     """Score output lines against gold rows (`id,prompt,answer`); unknown ids are an error."""
     by_id = group_outputs(outputs, source)
-    gold_ids = {row["id"] for row in gold}
-    unknown = [row_id for row_id in by_id if row_id not in gold_ids]
-    if unknown:
-        shown = ", ".join(unknown[:10]) + (
-            f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
-        )
-        raise DataError(f"{source}: {len(unknown)} id(s) not in the gold file: {shown}")
+    check_known_ids(by_id, {row["id"] for row in gold}, source)
     results, missing = [], []
     for row in gold:
         lines = by_id.get(row["id"])
