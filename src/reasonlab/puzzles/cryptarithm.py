@@ -66,6 +66,7 @@ from reasonlab.puzzles.equation_ops import (
     read_operands,
     write_result,
 )
+from reasonlab.puzzles.equation_trace import operation_order, setting_order
 
 __all__ = [
     "ALPHABET",
@@ -79,11 +80,9 @@ __all__ = [
     "hypotheses",
     "load_prior",
     "offset_context",
-    "operation_order",
     "parse",
     "render",
     "row_group",
-    "setting_order",
     "solve",
 ]
 
@@ -153,6 +152,10 @@ class Prior:
             offsets={c: dict.fromkeys((-1, 0, 1), 1.0) for c in OFFSET_CONTEXTS},
         )
 
+    def setting(self, group: str, setting: Setting) -> float:
+        """P(setting | symbol group); 0 for a group the fit never saw."""
+        return self.settings.get(group, {}).get(setting.name, 0.0)
+
     def op(self, setting: Setting, name: str) -> float:
         # an operation appended to the table after the fit gets a small mass
         return self.operations.get(setting.name, {}).get(name, 1e-3)
@@ -162,16 +165,6 @@ class Prior:
 def load_prior(path: Path = PRIOR_PATH) -> Prior:
     """The prior shipped with the package (or another fitted file)."""
     return Prior.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
-
-
-def setting_order(prior: Prior, group: str) -> tuple[Setting, ...]:
-    """Settings by P(setting | group), most frequent first (the trace's search order)."""
-    return tuple(sorted(SETTINGS, key=lambda s: -prior.settings.get(group, {}).get(s.name, 0.0)))
-
-
-def operation_order(prior: Prior, setting: Setting) -> tuple[Operation, ...]:
-    """The table by P(op | setting), most frequent first; ties keep table order."""
-    return tuple(sorted(OPERATIONS, key=lambda op: -prior.op(setting, op.name)))
 
 
 def row_group(puzzle: EquationPrompt) -> str:

@@ -24,7 +24,7 @@ one); products of two 2-digit numbers are split into tens and units.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from reasonlab.puzzles.base import Solution, boxed
 from reasonlab.puzzles.equation_format import EquationPrompt, Expression
@@ -86,12 +86,20 @@ def _label(op: Operation) -> str:
     return LABELS.get(op.name, op.formula)
 
 
-def setting_order(prior: Prior, group: str) -> tuple[Setting, ...]:
+class SearchPrior(Protocol):
+    """What the search order needs of a prior; the numeric and cryptarithm priors both have it."""
+
+    def setting(self, group: str, setting: Setting) -> float: ...
+
+    def op(self, setting: Setting, name: str) -> float: ...
+
+
+def setting_order(prior: SearchPrior, group: str) -> tuple[Setting, ...]:
     """Settings by P(setting | group), most frequent first; ties keep SETTINGS order."""
     return tuple(sorted(SETTINGS, key=lambda s: -prior.setting(group, s)))
 
 
-def operation_order(prior: Prior, setting: Setting) -> tuple[Operation, ...]:
+def operation_order(prior: SearchPrior, setting: Setting) -> tuple[Operation, ...]:
     """The table by P(op | setting), most frequent first; ties keep table order, so the
     first operation that fits every example is the solver's pick for a shown operator."""
     return tuple(sorted(OPERATIONS, key=lambda op: -prior.op(setting, op.name)))
