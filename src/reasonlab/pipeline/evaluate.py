@@ -24,7 +24,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from reasonlab.competition import MAX_MODEL_LEN, MAX_NEW_TOKENS, SCORER_SAMPLING
-from reasonlab.dataset.csvio import DataError, read_rows
+from reasonlab.dataset.csvio import DataError, atomic_write, read_rows
 from reasonlab.dataset.jsonl import append_jsonl, read_jsonl
 from reasonlab.metric import extract_answer
 from reasonlab.pipeline.backends import (
@@ -339,7 +339,8 @@ def _evaluate_locked(
             (requests if room > 0 else too_long).append(request)
     skipped = len(rows) * config.samples - len(requests) - len(too_long)
 
-    config_path.write_text(json.dumps(resolved, indent=2) + "\n", encoding="utf-8")
+    with atomic_write(config_path) as f:  # a crash never leaves half a config to resume against
+        f.write(json.dumps(resolved, indent=2) + "\n")
     written = 0
 
     def write(line: dict) -> None:
