@@ -18,10 +18,10 @@ import statistics
 import time
 from collections import Counter
 
-from reasonlab.dataset.csvio import read_rows
+from reasonlab.formats.csvio import read_rows
 from reasonlab.metric import extract_answer, is_correct
-from reasonlab.puzzles import bit_manipulation as bits
 from reasonlab.puzzles.base import Solution
+from reasonlab.puzzles.bits import family as bits
 from reasonlab.puzzles.registry import classify
 
 

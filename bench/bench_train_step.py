@@ -35,8 +35,8 @@ def main() -> None:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from reasonlab.pipeline.lora_targets import PRESETS, resolve_targets
-    from reasonlab.pipeline.verify import REAL_ARCHITECTURE, load_architecture
+    from reasonlab.submission.verify import REAL_ARCHITECTURE, load_architecture
+    from reasonlab.training.lora_targets import PRESETS, resolve_targets
 
     config = load_architecture()
     pattern = REAL_ARCHITECTURE["hybrid_override_pattern"][: args.layers]

@@ -19,10 +19,12 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from reasonlab.dataset.csvio import read_rows, write_rows
+from reasonlab.formats.csvio import read_rows, write_rows
 from reasonlab.metric import is_correct
-from reasonlab.puzzles import bit_manipulation, bit_rules, cryptarithm
 from reasonlab.puzzles.base import Solution
+from reasonlab.puzzles.bits import family as bit_manipulation
+from reasonlab.puzzles.bits import rules as bit_rules
+from reasonlab.puzzles.equations import cryptarithm
 from reasonlab.puzzles.registry import classify
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"

@@ -12,10 +12,10 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
+from reasonlab.data.generate import generate_mixed
+from reasonlab.data.score import group_labels
+from reasonlab.data.solve import solve_rows
 from reasonlab.metric import is_correct
-from reasonlab.pipeline.generate import generate_mixed
-from reasonlab.pipeline.score import group_labels
-from reasonlab.pipeline.solve import solve_rows
 
 
 def main() -> None:

@@ -13,9 +13,9 @@ import argparse
 import time
 from collections import Counter, defaultdict
 
-from reasonlab.dataset.csvio import read_rows
-from reasonlab.pipeline.generate import generate_mixed
-from reasonlab.pipeline.solve import solve_rows
+from reasonlab.data.generate import generate_mixed
+from reasonlab.data.solve import solve_rows
+from reasonlab.formats.csvio import read_rows
 from reasonlab.puzzles.registry import FAMILIES, classify
 
 

@@ -19,9 +19,9 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from reasonlab.dataset.csvio import read_rows
-from reasonlab.puzzles import bit_manipulation
-from reasonlab.puzzles.bit_rules import Family, Prior, search_any
+from reasonlab.formats.csvio import read_rows
+from reasonlab.puzzles.bits import family as bit_manipulation
+from reasonlab.puzzles.bits.rules import Family, Prior, search_any
 from reasonlab.puzzles.registry import classify
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "src/reasonlab/puzzles/data/bit_prior.json"

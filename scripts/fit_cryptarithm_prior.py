@@ -6,7 +6,7 @@
 Every cryptarithm row is searched (`cryptarithm.find_fits`); the hypotheses that
 give the gold answer under a flat prior share the row's unit of weight, and their
 setting (per symbol group), each operator's operation and family (per symbol class;
-groups and classes as `equation_numeric` defines them), and each add/mul operation's
+groups and classes as `equations.numeric` defines them), and each add/mul operation's
 offset given the row's other operations are counted; a guess row's query operator is
 counted apart (`unseen`). Only frequencies are written (add-half smoothing), never rows.
 """
@@ -18,10 +18,11 @@ import json
 import time
 from pathlib import Path
 
-from reasonlab.dataset.csvio import atomic_write, read_rows
-from reasonlab.puzzles import cryptarithm
-from reasonlab.puzzles.equation_numeric import symbol_class
-from reasonlab.puzzles.equation_ops import KINDS, OPERATIONS, SETTINGS
+from reasonlab.formats.csvio import read_rows
+from reasonlab.formats.files import atomic_write
+from reasonlab.puzzles.equations import cryptarithm
+from reasonlab.puzzles.equations.numeric import symbol_class
+from reasonlab.puzzles.equations.ops import KINDS, OPERATIONS, SETTINGS
 from reasonlab.puzzles.registry import classify
 
 DEFAULT_OUT = (

@@ -25,11 +25,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from reasonlab.dataset.csvio import read_rows
+from reasonlab.formats.csvio import read_rows
 from reasonlab.metric import is_correct
 from reasonlab.puzzles.base import PuzzleFormatError, Unsolved
-from reasonlab.puzzles.equation_format import EquationPrompt
-from reasonlab.puzzles.equation_numeric import (
+from reasonlab.puzzles.equations.numeric import (
     PRIOR_PATH,
     Fit,
     Prior,
@@ -46,7 +45,8 @@ from reasonlab.puzzles.equation_numeric import (
     twist_contexts,
     unused_kinds,
 )
-from reasonlab.puzzles.equation_ops import BY_NAME, KINDS, OPERATIONS, SETTINGS
+from reasonlab.puzzles.equations.ops import BY_NAME, KINDS, OPERATIONS, SETTINGS
+from reasonlab.puzzles.equations.prompt import EquationPrompt
 from reasonlab.puzzles.registry import classify
 
 ITERATIONS = 60  # EM moves by < 1e-6 per step well before this on dev

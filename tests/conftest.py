@@ -1,4 +1,4 @@
-"""Shared fixtures: CSV writers and the CLI runner."""
+"""Shared fixtures: CSV writers, the CLI runner, the tiny model and the train command."""
 
 from __future__ import annotations
 
@@ -16,12 +16,15 @@ REPO = Path(__file__).resolve().parents[1]
 # The competition's dev split sits beside the checkout on dev machines and in CI; it is
 # never committed, so tests that read it skip without it.
 DEV_CSV = REPO.parent / "shared" / "data" / "train_dev.csv"
+TINY_RECIPE = REPO / "configs" / "tiny-cpu.yaml"
+# The real base model's config.json, beside the checkout like the dev split (not committed).
+REAL_CONFIG_COPY = REPO.parent / "shared" / "data" / "nemotron-3-nano-30b-a3b.config.json"
 
 
 @pytest.fixture(scope="session")
 def dev_rows() -> dict[str, list[dict[str, str]]]:
     """The dev split's rows grouped by family (`unknown` included); skips when absent."""
-    from reasonlab.dataset.csvio import read_rows
+    from reasonlab.formats.csvio import read_rows
     from reasonlab.puzzles.registry import classify
 
     if not DEV_CSV.is_file():
@@ -30,6 +33,14 @@ def dev_rows() -> dict[str, list[dict[str, str]]]:
     for row in read_rows(DEV_CSV, required=("id", "prompt", "answer")):
         groups[classify(row["prompt"]).family].append(row)
     return groups
+
+
+@pytest.fixture(scope="session")
+def real_config() -> Path:
+    """The real base model's config.json (shared beside the checkout); skips when absent."""
+    if not REAL_CONFIG_COPY.is_file():
+        pytest.skip("no copy of the real config here")
+    return REAL_CONFIG_COPY
 
 
 @pytest.fixture
@@ -50,7 +61,7 @@ def write_csv(tmp_path: Path) -> Callable[..., Path]:
     return write
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def cli() -> Callable[..., object]:
     """Run `reasonlab ARGS...` in-process; returns the click Result."""
     runner = CliRunner()
@@ -63,5 +74,31 @@ def cli() -> Callable[..., object]:
                 f"{result.output}\n{result.exception!r}"
             )
         return result
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """One tiny random nemotron_h (with its tokenizer and toy SFT rows) for the whole run.
+
+    Tests read it and never write into it: outputs go to their own tmp folders.
+    """
+    pytest.importorskip("transformers")
+    from reasonlab.training.tiny_model import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(scope="session")
+def train_cli(cli, tiny_model) -> Callable[..., object]:
+    """`reasonlab train configs/tiny-cpu.yaml` on the tiny model into `output_dir`, plus flags."""
+    from reasonlab.training.tiny_model import TOY_DATA_FILE
+
+    def run(output_dir: Path, *flags: str, expect: int = 0, model=None, data=None):
+        model = Path(model or tiny_model)
+        data = data or model / TOY_DATA_FILE
+        args = ("--model", model, "--data", data, "--output-dir", output_dir)
+        return cli("train", TINY_RECIPE, *args, *flags, expect=expect)
 
     return run

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from reasonlab.dataset.jsonl import write_jsonl
-from reasonlab.pipeline.budget import plan_budget, sft_token_stats
-from reasonlab.pipeline.traces import sft_row
+from reasonlab.data.traces import sft_row
+from reasonlab.formats.jsonl import write_jsonl
+from reasonlab.plans.budget import plan_budget, sft_token_stats
 
 
 def test_plan_arithmetic() -> None:

@@ -8,16 +8,16 @@ pytest.importorskip("trl")
 pytest.importorskip("transformers")
 
 from reasonlab.competition import GENERATION_PROMPT_END, PROMPT_SUFFIX, user_message
-from reasonlab.dataset.chat import (
+from reasonlab.formats.chat import (
     completion_text,
     load_chat_template,
     render_scorer_prompt,
     sft_example,
     tokenize_example,
 )
-from reasonlab.dataset.csvio import DataError
+from reasonlab.formats.csvio import DataError
 from reasonlab.metric import extract_answer
-from reasonlab.pipeline.tiny_model import build_tiny_tokenizer, toy_sft_rows
+from reasonlab.training.tiny_model import build_tiny_tokenizer, toy_sft_rows
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from reasonlab.puzzles.equation_format import format_equation_prompt
+from reasonlab.puzzles.equations.prompt import format_equation_prompt
 from reasonlab.puzzles.registry import classify
 
 W = "In Alice's Wonderland, "

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reasonlab.pipeline.train_config import RecipeError, load_recipe
+from reasonlab.training.recipe import RecipeError, load_recipe
 
 CONFIGS = [
     p

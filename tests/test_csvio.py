@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from reasonlab.dataset.csvio import DataError, read_rows, write_rows
+from reasonlab.formats.csvio import DataError, read_rows, write_rows
 
 
 def test_bom_multiline_and_extra_columns(tmp_path: Path) -> None:

@@ -8,9 +8,9 @@ from html.parser import HTMLParser
 
 import pytest
 
-from reasonlab.dataset.csvio import read_rows
-from reasonlab.dataset.jsonl import read_jsonl
-from reasonlab.pipeline.demo import STAGES, DemoConfig, run_demo
+from reasonlab.formats.csvio import read_rows
+from reasonlab.formats.jsonl import read_jsonl
+from reasonlab.plans.demo import STAGES, DemoConfig, run_demo
 from reasonlab.puzzles.registry import FAMILIES
 
 pytest.importorskip("transformers")

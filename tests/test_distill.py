@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from reasonlab.dataset.jsonl import read_jsonl, write_jsonl
-from reasonlab.pipeline.distill import distill
+from reasonlab.data.distill import distill
+from reasonlab.formats.jsonl import read_jsonl, write_jsonl
 
 GOLD = [
     {"id": "a", "prompt": "puzzle a", "answer": "12.50"},

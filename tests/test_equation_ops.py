@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from reasonlab.puzzles.equation_ops import (
+from reasonlab.puzzles.equations.ops import (
     BY_NAME,
     KINDS,
     MIRRORED,

@@ -12,11 +12,11 @@ import time
 import pytest
 
 from reasonlab.metric import extract_answer, is_correct
-from reasonlab.puzzles import cryptarithm
 from reasonlab.puzzles.base import PuzzleFormatError, Solution, Unsolved
-from reasonlab.puzzles.cryptarithm_search import SIGN, SearchLimits, search, shape
-from reasonlab.puzzles.equation_format import format_equation_prompt, parse_equation_prompt
-from reasonlab.puzzles.equation_ops import BY_NAME, NORMAL, Setting, apply
+from reasonlab.puzzles.equations import cryptarithm
+from reasonlab.puzzles.equations.cryptarithm_search import SIGN, SearchLimits, search, shape
+from reasonlab.puzzles.equations.ops import BY_NAME, NORMAL, Setting, apply
+from reasonlab.puzzles.equations.prompt import format_equation_prompt, parse_equation_prompt
 from reasonlab.puzzles.registry import classify, solve_prompt
 
 

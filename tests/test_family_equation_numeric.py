@@ -12,11 +12,10 @@ from pathlib import Path
 import pytest
 
 from reasonlab.metric import extract_answer, is_correct
-from reasonlab.puzzles import equation_numeric as eqn
-from reasonlab.puzzles import equation_trace as eqt
 from reasonlab.puzzles.base import PuzzleFormatError, Solution, Unsolved
-from reasonlab.puzzles.equation_format import HEADER, QUERY_LEAD, format_equation_prompt
-from reasonlab.puzzles.equation_ops import (
+from reasonlab.puzzles.equations import numeric as eqn
+from reasonlab.puzzles.equations import numeric_trace as eqt
+from reasonlab.puzzles.equations.ops import (
     BY_NAME,
     OPERATIONS,
     SETTINGS,
@@ -25,6 +24,7 @@ from reasonlab.puzzles.equation_ops import (
     read_operands,
     write_result,
 )
+from reasonlab.puzzles.equations.prompt import HEADER, QUERY_LEAD, format_equation_prompt
 from reasonlab.puzzles.registry import classify, solve_prompt
 
 REPO = Path(__file__).resolve().parents[1]

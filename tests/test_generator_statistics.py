@@ -12,8 +12,8 @@ from collections import Counter
 
 import pytest
 
-from reasonlab.pipeline.generate import generate_rows
-from reasonlab.pipeline.solve import solve_rows
+from reasonlab.data.generate import generate_rows
+from reasonlab.data.solve import solve_rows
 from reasonlab.puzzles.registry import FAMILIES, classify
 
 

@@ -8,8 +8,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from reasonlab.dataset.csvio import write_rows
-from reasonlab.pipeline.report import build_report, write_report
+from reasonlab.evaluation.report import build_report, write_report
+from reasonlab.formats.csvio import write_rows
 
 pytest.importorskip("matplotlib")
 

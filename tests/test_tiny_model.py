@@ -6,8 +6,8 @@ import pytest
 
 pytest.importorskip("transformers")
 
-from reasonlab.dataset.jsonl import read_jsonl
-from reasonlab.pipeline.tiny_model import SPECIAL_TOKENS, TOY_DATA_FILE, make_tiny_model
+from reasonlab.formats.jsonl import read_jsonl
+from reasonlab.training.tiny_model import SPECIAL_TOKENS, TOY_DATA_FILE, make_tiny_model
 
 
 def test_tiny_model_has_every_layer_kind_and_runs(tmp_path):

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reasonlab.dataset.csvio import read_rows
-from reasonlab.dataset.jsonl import read_jsonl
-from reasonlab.dataset.recipe import load_recipe
+from reasonlab.data.dataset_recipe import load_recipe
+from reasonlab.data.generate import generate_mixed, generate_rows
+from reasonlab.data.traces import build_traces
+from reasonlab.formats.csvio import read_rows
+from reasonlab.formats.jsonl import read_jsonl
 from reasonlab.metric import extract_answer, is_correct
-from reasonlab.pipeline.generate import generate_mixed, generate_rows
-from reasonlab.pipeline.traces import build_traces
 from reasonlab.puzzles.registry import FAMILIES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -135,15 +135,13 @@ def test_audit_flags_wrong_and_unexplained_rows(cli, write_csv, tmp_path) -> Non
     assert len(flagged) == 2
 
 
-def test_exact_token_counts_with_a_tokenizer(tmp_path) -> None:
+def test_exact_token_counts_with_a_tokenizer(tiny_model) -> None:
     """With --tokenizer, lengths are the completion's tokens as training tokenizes them."""
-    pytest.importorskip("transformers")
     from transformers import AutoTokenizer
 
-    from reasonlab.dataset.chat import sft_example, tokenize_example
-    from reasonlab.pipeline.tiny_model import make_tiny_model
+    from reasonlab.formats.chat import sft_example, tokenize_example
 
-    tiny = make_tiny_model(tmp_path / "tiny")
+    tiny = tiny_model
     rows = generate_rows("gravity", 6, seed=4)
     result = build_traces(rows, tokenizer_dir=tiny)
     assert result.exact_tokens and len(result.rows) == 6

@@ -8,9 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 from reasonlab.cli import app
-from reasonlab.dataset.csvio import DataError, write_rows
+from reasonlab.evaluation.vote import Vote, majority_vote, score_outputs, vote_files
+from reasonlab.formats.csvio import DataError, write_rows
 from reasonlab.metric import NOT_FOUND
-from reasonlab.pipeline.vote import Vote, majority_vote, score_outputs, vote_files
 
 W = "In Alice's Wonderland, "
 GRAVITY = (

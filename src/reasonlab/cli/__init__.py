@@ -11,10 +11,10 @@ import typer
 
 from reasonlab.cli import (
     data_commands,
-    eval_commands,
-    model_commands,
+    evaluation_commands,
     plan_commands,
-    trace_commands,
+    submission_commands,
+    training_commands,
 )
 
 __all__ = ["app", "main"]
@@ -26,7 +26,14 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for module in (data_commands, trace_commands, model_commands, eval_commands, plan_commands):
+# One command module per stage, in the order a user walks them.
+for module in (
+    data_commands,
+    training_commands,
+    submission_commands,
+    evaluation_commands,
+    plan_commands,
+):
     module.register(app)
 
 

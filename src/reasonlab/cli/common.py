@@ -25,7 +25,7 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 @contextmanager
 def user_errors(*kinds: type[Exception]) -> Iterator[None]:
     """Errors of these kinds are the user's to fix: print them plainly, no traceback."""
-    from reasonlab.dataset.csvio import DataError
+    from reasonlab.formats.csvio import DataError
 
     try:
         yield

@@ -1,4 +1,4 @@
-"""`reasonlab budget`: what a $5, $100 or $15,000 run buys."""
+"""Plans that compose the stages: `budget` (what a $5, $100 or $15,000 run buys) and `demo`."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def budget(
     ] = 1,
 ) -> None:
     """Plan a training budget: GPU hours, tokens, examples and epochs per dollar amount."""
-    from reasonlab.pipeline.budget import (
+    from reasonlab.plans.budget import (
         MEASURED_SOURCE,
         MEASURED_TOKENS_PER_S,
         plan_budget,
@@ -77,6 +77,19 @@ def budget(
     console.print(table)
 
 
+def demo_command(
+    out_dir: Annotated[
+        Path, typer.Option("-o", "--output", help="folder for every artifact")
+    ] = Path("demo-out"),
+) -> None:
+    """The whole pipeline end to end on CPU with tiny sizes: generate ... train ... eval, report."""
+    from reasonlab.plans.demo import DemoConfig, run_demo
+
+    with user_errors(ValueError):
+        run_demo(DemoConfig(out_dir=out_dir), console=console)
+
+
 def register(app: typer.Typer) -> None:
-    """Add `budget` to the app."""
+    """Add the plan commands to the app."""
     app.command()(budget)
+    app.command("demo")(demo_command)

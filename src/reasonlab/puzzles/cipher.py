@@ -31,7 +31,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 from reasonlab.puzzles.base import Generated, PuzzleFormatError, Solution, Unsolved, boxed
@@ -49,7 +48,6 @@ __all__ = [
     "render",
     "solve",
     "word_classes",
-    "write_word_classes",
 ]
 
 NAME = "cipher"
@@ -115,36 +113,6 @@ def collect_word_classes(plaintexts: Iterable[str]) -> dict[str, list[str]]:
             if word_class != "the":
                 classes.setdefault(word_class, set()).add(word)
     return {name: sorted(words) for name, words in sorted(classes.items())}
-
-
-def write_word_classes(csv_path: str | Path, out_path: str | Path) -> dict[str, list[str]]:
-    """Regenerate data/cipher_words.json from a competition CSV's cipher rows.
-
-    Reads the plaintext side of every example and every answer (never the prompts'
-    ciphertext); `python -c "from reasonlab.puzzles.cipher import write_word_classes;
-    write_word_classes('train.csv', 'src/reasonlab/puzzles/data/cipher_words.json')"`.
-    """
-    from reasonlab.dataset.csvio import atomic_write, read_rows
-    from reasonlab.puzzles.registry import classify
-
-    plaintexts = []
-    for row in read_rows(csv_path, required=("id", "prompt", "answer")):
-        if classify(row["prompt"]).family == NAME:
-            plaintexts += [plain for _, plain in parse(row["prompt"]).examples]
-            plaintexts.append(row["answer"].strip())
-    classes = collect_word_classes(plaintexts)
-    source = (
-        "Collected from the plaintext sides (examples and answers) of the cipher rows of "
-        "the competition's train split by reasonlab.puzzles.cipher.write_word_classes; "
-        "each word's class is its position in the sentence template."
-    )
-    # One class per line: small diffs when the list is regenerated.
-    body = ",\n".join(
-        f"  {json.dumps(name)}: {json.dumps(words)}" for name, words in classes.items()
-    )
-    with atomic_write(out_path) as f:
-        f.write(f'{{\n "source": {json.dumps(source)},\n "classes": {{\n{body}\n }}\n}}\n')
-    return classes
 
 
 @cache

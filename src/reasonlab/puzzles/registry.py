@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from reasonlab.puzzles.base import FamilyModule, PuzzleFormatError, Solution, Unsolved
-from reasonlab.puzzles.equation_format import parse_equation_prompt
+from reasonlab.puzzles.equations.prompt import parse_equation_prompt
 
 __all__ = [
     "FAMILIES",
@@ -77,11 +77,24 @@ def classify(prompt: str) -> Classification:
     return Classification(kind, "deduce" if equation.query_seen else "guess")
 
 
+# The module implementing each family's four verbs; families of several modules live in a
+# subpackage (bits/, equations/).
+_MODULES = {
+    "bit_manipulation": "reasonlab.puzzles.bits.family",
+    "gravity": "reasonlab.puzzles.gravity",
+    "unit_conversion": "reasonlab.puzzles.unit_conversion",
+    "cipher": "reasonlab.puzzles.cipher",
+    "numeral": "reasonlab.puzzles.numeral",
+    "equation_numeric": "reasonlab.puzzles.equations.numeric",
+    "cryptarithm": "reasonlab.puzzles.equations.cryptarithm",
+}
+
+
 def family_module(family: str) -> FamilyModule:
     """The module implementing `family` (imported on first use)."""
     if family not in FAMILIES:
         raise KeyError(f"unknown family {family!r}; known: {', '.join(FAMILIES)}")
-    return importlib.import_module(f"reasonlab.puzzles.{family}")  # type: ignore[return-value]
+    return importlib.import_module(_MODULES[family])  # type: ignore[return-value]
 
 
 def solve_prompt(prompt: str, family: str | None = None) -> Solution | Unsolved:

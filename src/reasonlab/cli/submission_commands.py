@@ -1,0 +1,74 @@
+"""The submission stage's commands: export, pack, verify."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from reasonlab.cli.common import console, fail, user_errors
+
+
+def export(
+    adapter_dir: Annotated[Path, typer.Argument(help="adapter folder written by `train`")],
+    out: Annotated[
+        Path, typer.Option("-o", "--output", help="folder for the scorer-layout adapter")
+    ],
+) -> None:
+    """Rename and split a native adapter into the layout the scorer's vLLM loads."""
+    from reasonlab.submission.export import export_adapter
+
+    with user_errors():
+        result = export_adapter(adapter_dir, out)
+    console.print(
+        f"{result.tensors} tensors, target_modules {result.target_modules}, "
+        f"{result.experts_split} expert LoRAs split per expert -> {result.out_dir}"
+    )
+    if result.dropped:
+        console.print(f"left out (not LoRA weights): {result.dropped}")
+
+
+def pack(
+    adapter_dir: Annotated[Path, typer.Argument(help="exported adapter folder")],
+    out: Annotated[Path, typer.Option("-o", "--output", help="zip to write")] = Path(
+        "submission.zip"
+    ),
+) -> None:
+    """Zip an exported adapter deterministically (files at the root)."""
+    from reasonlab.submission.pack import pack_adapter
+
+    with user_errors():
+        result = pack_adapter(adapter_dir, out)
+    console.print(f"{result.zip_path}: {result.bytes:,} B, sha256 {result.sha256}")
+
+
+def verify(
+    zip_path: Annotated[Path, typer.Argument(help="submission zip")],
+    config: Annotated[
+        Path | None, typer.Option(help="architecture config.json (default: the real model)")
+    ] = None,
+) -> None:
+    """Check a submission against the real architecture; exit 0 only when every check passes."""
+    from rich.table import Table
+
+    from reasonlab.submission.verify import verify_submission
+
+    with user_errors(ValueError):
+        report = verify_submission(zip_path, config)
+    table = Table(title=f"verify {zip_path}")
+    for column in ("check", "result", "detail"):
+        table.add_column(column)
+    colours = {"pass": "green", "fail": "red", "skip": "yellow"}
+    for check in report.checks:
+        table.add_row(check.name, f"[{colours[check.status]}]{check.status}[/]", check.detail)
+    console.print(table)
+    if not report.ok:
+        raise fail("submission failed verification")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the submission stage's commands to the app."""
+    app.command("export")(export)
+    app.command("pack")(pack)
+    app.command("verify")(verify)

@@ -1,0 +1,59 @@
+"""The training stage's commands: tiny-model, train."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from reasonlab.cli.common import console, fail, user_errors
+
+
+def tiny_model(
+    out: Annotated[Path, typer.Option("-o", "--output", help="folder to write")],
+) -> None:
+    """Write a random tiny nemotron_h, its tokenizer (real chat template) and toy SFT rows."""
+    from reasonlab.training.tiny_model import TOY_DATA_FILE, make_tiny_model
+
+    with user_errors():
+        path = make_tiny_model(out)
+    console.print(f"tiny model, tokenizer and {TOY_DATA_FILE} written to {path}")
+
+
+def train(
+    config: Annotated[Path, typer.Argument(help="YAML recipe")],
+    model: Annotated[str | None, typer.Option(help="base model folder (overrides `model`)")] = None,
+    data: Annotated[str | None, typer.Option(help="SFT JSONL (overrides `data`)")] = None,
+    output_dir: Annotated[str | None, typer.Option(help="overrides `output_dir`")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="overrides `max_steps`")] = None,
+    resume: Annotated[
+        bool, typer.Option(help="continue from the last checkpoint in output_dir")
+    ] = False,
+) -> None:
+    """LoRA SFT from a recipe; flags override the recipe's fields of the same meaning."""
+    from reasonlab.training.recipe import RecipeError, load_recipe
+
+    with user_errors(RecipeError):
+        recipe = load_recipe(
+            config, {"model": model, "data": data, "output_dir": output_dir, "max_steps": max_steps}
+        )
+    from reasonlab.training.train import is_main_process
+    from reasonlab.training.train import train as run_training
+
+    with user_errors(RecipeError, ValueError):
+        result = run_training(recipe, resume=resume, echo=console.print)
+    if not is_main_process():
+        return
+    losses = result.losses
+    if losses:
+        console.print(f"loss {losses[0]:.4f} -> {losses[-1]:.4f} over {len(losses)} logged steps")
+    console.print(f"adapter: {result.adapter_dir}")
+    if result.zero_grad:
+        raise fail(f"no gradient at the first step for {result.zero_grad}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the training stage's commands to the app."""
+    app.command("tiny-model")(tiny_model)
+    app.command("train")(train)

@@ -1,1 +1,0 @@
-"""Pipeline stages: each module has one public entry function taking a config object."""

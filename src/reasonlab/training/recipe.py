@@ -1,0 +1,128 @@
+"""The training recipe: one pydantic model, validated on load; defaults -> YAML -> CLI flags.
+
+Every field has the meaning of the TRL/PEFT argument it feeds. Validation refuses what
+the scorer would refuse later (rank above 32) and what PEFT would reject mid-run
+(dropout with routed-expert parameter LoRA), naming the field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from reasonlab.competition import MAX_LORA_RANK, MAX_MODEL_LEN
+from reasonlab.training.lora_targets import Preset
+
+__all__ = ["LoraRecipe", "RecipeError", "TrainRecipe", "load_recipe", "save_recipe"]
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot be used; the message names the file and the field."""
+
+
+class LoraRecipe(BaseModel):
+    """Which modules get a LoRA, and its size."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    r: int = Field(32, ge=1, description="rank; the competition allows at most 32")
+    alpha: float = Field(
+        32, gt=0, description="scaling numerator: the update is scaled by alpha / r"
+    )
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    targets: tuple[Preset, ...] = (
+        "attention",
+        "mamba_in",
+        "shared_experts",
+        "routed_experts",
+        "lm_head",
+    )
+
+    @field_validator("r")
+    @classmethod
+    def _rank_allowed(cls, r: int) -> int:
+        if r > MAX_LORA_RANK:
+            raise ValueError(f"rank {r} exceeds the competition's limit of {MAX_LORA_RANK}")
+        return r
+
+    @model_validator(mode="after")
+    def _dropout_with_experts(self) -> LoraRecipe:
+        # PEFT's parameter LoRA (routed experts) cannot apply dropout to its input.
+        if self.dropout and "routed_experts" in self.targets:
+            raise ValueError(
+                "dropout must be 0 when targets include routed_experts (PEFT parameter LoRA)"
+            )
+        if not self.targets:
+            raise ValueError("targets must name at least one preset")
+        return self
+
+
+class TrainRecipe(BaseModel):
+    """Everything `reasonlab train` needs; saved resolved next to the adapter."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field(description="folder of the base model (config, weights, tokenizer)")
+    data: str = Field(description="SFT rows, JSONL")
+    output_dir: str
+    lora: LoraRecipe = LoraRecipe()
+    learning_rate: float = Field(2e-4, gt=0)
+    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = "cosine"
+    warmup_ratio: float = Field(0.03, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int = Field(
+        -1, ge=-1, description="-1: run `epochs`; otherwise stop after this many steps"
+    )
+    batch_size: int = Field(1, ge=1, description="per device")
+    grad_accum: int = Field(16, ge=1)
+    max_length: int = Field(
+        MAX_MODEL_LEN, ge=16, description="tokens; longer examples are dropped, never cut"
+    )
+    seed: int = 0
+    precision: Literal["bf16", "fp16", "fp32"] = "bf16"
+    gradient_checkpointing: bool = True
+    logging_steps: int = Field(10, ge=1)
+    save_steps: int = Field(200, ge=1)
+    save_total_limit: int = Field(2, ge=1)
+    report_to: Literal["tensorboard", "none"] = "tensorboard"
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "(root)"
+
+
+def load_recipe(path: str | Path | None, overrides: dict[str, Any] | None = None) -> TrainRecipe:
+    """Read a YAML recipe, apply non-None `overrides` (CLI flags), validate."""
+    import yaml
+
+    data: dict[str, Any] = {}
+    source = str(path) if path else "(flags)"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise RecipeError(f"{path}: no such recipe file")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as err:
+            raise RecipeError(f"{path}: not valid YAML ({err})") from None
+        if not isinstance(data, dict):
+            raise RecipeError(f"{path}: a recipe is a mapping of fields, got {type(data).__name__}")
+    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return TrainRecipe.model_validate(data)
+    except ValidationError as err:
+        problems = "; ".join(f"{_field_path(e['loc'])}: {e['msg']}" for e in err.errors())
+        raise RecipeError(f"{source}: {problems}") from None
+
+
+def save_recipe(recipe: TrainRecipe, path: str | Path) -> None:
+    """Write the resolved recipe as YAML (what actually ran, flags included)."""
+    import yaml
+
+    from reasonlab.formats.files import atomic_write
+
+    with atomic_write(path) as f:
+        yaml.safe_dump(recipe.model_dump(mode="json"), f, sort_keys=False)

@@ -1,0 +1,272 @@
+"""LoRA SFT of native `nemotron_h`, top to bottom: data, model, LoRA, train, save.
+
+The loop is transformers' `Trainer` on pre-tokenized rows rather than TRL's `SFTTrainer`:
+TRL (1.16) computes the loss through a fused LM head that reads `lm_head.weight` directly
+and refuses a LoRA on `lm_head`, which the winning recipe trains. Everything SFTTrainer
+would add here (chat rendering, completion-only labels) is done by `formats.chat`.
+
+Examples are tokenized here (see `reasonlab.formats.chat`): the scorer's rendered prompt
+(loss masked) followed by the completion, one example per row. No packing: the HF Mamba
+mixer carries state across packed samples. Examples longer than `max_length` are dropped
+and counted, never truncated (a cut trace would teach the model to stop mid-thought).
+
+Outputs under `output_dir`: `checkpoint-N/` (resumable), `adapter/` (the PEFT adapter in
+the native layout, plus `lora_parameters.json` naming which 3-D parameter each nested
+expert wrapper holds, `train_recipe.yaml` as resolved, `training_summary.json`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from reasonlab.formats.chat import sft_example, tokenize_example
+from reasonlab.formats.csvio import DataError
+from reasonlab.formats.files import atomic_write
+from reasonlab.formats.jsonl import read_jsonl
+from reasonlab.training.lora_targets import adapted_names, resolve_targets
+from reasonlab.training.recipe import TrainRecipe, save_recipe
+
+__all__ = [
+    "PARAMETER_MAP_FILE",
+    "RECIPE_FILE",
+    "SUMMARY_FILE",
+    "TrainResult",
+    "is_main_process",
+    "parameter_wrappers",
+    "train",
+]
+
+PARAMETER_MAP_FILE = "lora_parameters.json"
+SUMMARY_FILE = "training_summary.json"
+RECIPE_FILE = "train_recipe.yaml"
+_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    adapter_dir: Path
+    adapted: list[str]  # native names that carry a LoRA
+    examples: int
+    dropped_too_long: int
+    losses: list[float]  # logged training losses, in order
+    zero_grad: list[str]  # adapted names whose LoRA got no gradient at the first step
+
+
+def _check_inputs(recipe: TrainRecipe) -> None:
+    model_dir = Path(recipe.model)
+    if not (model_dir / "config.json").is_file():
+        raise FileNotFoundError(f"model: {model_dir} is not a model folder (no config.json)")
+    if not Path(recipe.data).is_file():
+        raise FileNotFoundError(f"data: {recipe.data}: no such file")
+
+
+def _tokenized_rows(tokenizer, recipe: TrainRecipe) -> tuple[list[dict], int]:
+    rows = read_jsonl(recipe.data)
+    if not rows:
+        raise DataError(f"{recipe.data}: no rows")
+    kept, dropped = [], 0
+    for row in rows:
+        ids = tokenize_example(tokenizer, sft_example(tokenizer, row))
+        if len(ids["input_ids"]) > recipe.max_length:
+            dropped += 1
+            continue
+        kept.append(ids)
+    if not kept:
+        raise DataError(
+            f"{recipe.data}: every row is longer than max_length={recipe.max_length} tokens"
+        )
+    return kept, dropped
+
+
+def parameter_wrappers(peft_model) -> dict[str, str]:
+    """Saved key prefix of each 3-D parameter wrapper -> the native parameter it adapts.
+
+    PEFT nests the wrappers of two parameters of one module (`experts` and
+    `experts.base_layer`) and its saved keys do not say which is which; this map does.
+    """
+    from peft.tuners.lora import ParamWrapper
+
+    found = {}
+    for name, module in peft_model.named_modules():
+        if isinstance(module, ParamWrapper):
+            native = name.removeprefix("base_model.model.").replace(".base_layer", "")
+            found[name] = f"{native}.{module.parameter_name}"
+    return found
+
+
+def _gradient_probe(peft_model, names: list[str]) -> tuple[Callable, dict[str, float]]:
+    """A callback that records, at the first optimizer step, each adapted module's LoRA grad norm."""
+    from transformers import TrainerCallback
+
+    norms: dict[str, float] = {}
+    lora_params: dict[str, list] = {}
+    for key, param in peft_model.named_parameters():
+        if param.requires_grad and ".lora_" in key:
+            module = key.split(".lora_")[0]
+            lora_params.setdefault(module, []).append(param)
+    wrappers = parameter_wrappers(peft_model)
+
+    def native(module: str) -> str:
+        return wrappers.get(module) or module.removeprefix("base_model.model.")
+
+    class Probe(TrainerCallback):
+        def on_pre_optimizer_step(self, args, state, control, **kwargs):
+            if norms:
+                return
+            for module, params in lora_params.items():
+                total = sum(float(p.grad.float().norm()) ** 2 for p in params if p.grad is not None)
+                norms[native(module)] = math.sqrt(total)
+
+    missing = sorted(set(names) - {native(m) for m in lora_params})
+    if missing:
+        raise RuntimeError(f"adapted modules without trainable LoRA parameters: {missing}")
+    return Probe(), norms
+
+
+def train(
+    recipe: TrainRecipe, resume: bool = False, echo: Callable[[str], None] = print
+) -> TrainResult:
+    """Run LoRA SFT as the recipe says; returns where the adapter went and what was seen.
+
+    Under a multi-process launcher (accelerate/torchrun) every process trains, but only
+    the first prints and writes the adapter, so files are written once.
+    """
+    _check_inputs(recipe)
+    if not is_main_process():
+        echo = _quiet
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        DataCollatorForSeq2Seq,
+        Trainer,
+        TrainingArguments,
+    )
+
+    out = Path(recipe.output_dir)
+    adapter_dir = out / "adapter"
+
+    # 1. data: the scorer's prompt + completion, tokenized apart, loss on the completion
+    tokenizer = AutoTokenizer.from_pretrained(recipe.model)
+    if not tokenizer.chat_template:
+        raise ValueError(
+            f"model: {recipe.model} has no chat template; the scorer renders with the base one"
+        )
+    rows, dropped = _tokenized_rows(tokenizer, recipe)
+    echo(f"examples: {len(rows)} (dropped {dropped} longer than {recipe.max_length} tokens)")
+
+    # 2. model and LoRA on exactly the names the presets resolve to
+    torch.manual_seed(recipe.seed)
+    model = AutoModelForCausalLM.from_pretrained(
+        recipe.model, dtype=getattr(torch, _DTYPES[recipe.precision])
+    )
+    targets = resolve_targets(model, recipe.lora.targets)
+    lora = LoraConfig(
+        r=recipe.lora.r,
+        lora_alpha=recipe.lora.alpha,
+        lora_dropout=recipe.lora.dropout,
+        target_modules=targets.target_modules or None,
+        target_parameters=targets.target_parameters or None,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    model = get_peft_model(model, lora)
+    adapted = adapted_names(model)
+    requested = set(targets.target_modules) | set(targets.target_parameters)
+    for preset, names in {**targets.modules, **targets.parameters}.items():
+        if not set(names) & set(adapted):
+            raise RuntimeError(
+                f"LoRA preset {preset!r} resolved to {names[:3]} but PEFT wrapped none of them"
+            )
+    if set(adapted) != requested:
+        raise RuntimeError(
+            f"PEFT wrapped {sorted(set(adapted) ^ requested)} unlike the resolved targets"
+        )
+    echo(f"adapted {len(adapted)} modules/parameters: " + ", ".join(adapted))
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    echo(f"trainable parameters: {trainable:,}")
+    probe, grad_norms = _gradient_probe(model, adapted)
+
+    # 3. train
+    args = TrainingArguments(
+        output_dir=str(out),
+        learning_rate=recipe.learning_rate,
+        lr_scheduler_type=recipe.lr_scheduler,
+        warmup_steps=recipe.warmup_ratio,  # a float < 1 is a ratio of the total steps
+        weight_decay=recipe.weight_decay,
+        num_train_epochs=recipe.epochs,
+        max_steps=recipe.max_steps,
+        per_device_train_batch_size=recipe.batch_size,
+        gradient_accumulation_steps=recipe.grad_accum,
+        seed=recipe.seed,
+        bf16=recipe.precision == "bf16",
+        fp16=recipe.precision == "fp16",
+        gradient_checkpointing=recipe.gradient_checkpointing,
+        logging_steps=recipe.logging_steps,
+        save_steps=recipe.save_steps,
+        save_total_limit=recipe.save_total_limit,
+        report_to=[] if recipe.report_to == "none" else [recipe.report_to],
+        remove_unused_columns=False,
+    )
+    # Right padding: Mamba reads left to right, so pads after the text cannot touch it.
+    tokenizer.padding_side = "right"
+    collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
+    trainer = Trainer(
+        model=model, args=args, train_dataset=rows, data_collator=collator, callbacks=[probe]
+    )
+    last = _last_checkpoint(out) if resume else None
+    if resume:
+        echo(f"resuming from {last}" if last else f"no checkpoint in {out}; starting fresh")
+    trainer.train(resume_from_checkpoint=str(last) if last else None)
+
+    # 4. save: adapter (no full lm_head copy), the wrapper map, the resolved recipe, a summary
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    zero_grad = sorted(name for name, norm in grad_norms.items() if not norm > 0.0)
+    if not trainer.is_world_process_zero():
+        return TrainResult(adapter_dir, adapted, len(rows), dropped, losses, zero_grad)
+    model.save_pretrained(adapter_dir, save_embedding_layers=False)
+    # live wrapper names equal the saved key prefixes (`<prefix>.lora_A.weight`)
+    _write_json(adapter_dir / PARAMETER_MAP_FILE, dict(sorted(parameter_wrappers(model).items())))
+    save_recipe(recipe, adapter_dir / RECIPE_FILE)
+    _write_json(
+        adapter_dir / SUMMARY_FILE,
+        {
+            "adapted": adapted,
+            "examples": len(rows),
+            "dropped_too_long": dropped,
+            "losses": losses,
+            "first_step_grad_norm": grad_norms,
+            "zero_grad": zero_grad,
+            "device": str(next(model.parameters()).device),
+        },
+    )
+    if zero_grad and not resume:
+        echo(f"WARNING: no gradient at the first step for {zero_grad}")
+    return TrainResult(adapter_dir, adapted, len(rows), dropped, losses, zero_grad)
+
+
+def is_main_process() -> bool:
+    """False in every process but the first under accelerate launch / torchrun (they set RANK)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _quiet(message: str) -> None:
+    """The `echo` of processes other than the first: one log, not one per GPU."""
+
+
+def _last_checkpoint(out: Path) -> Path | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return Path(found) if out.is_dir() and (found := get_last_checkpoint(str(out))) else None
+
+
+def _write_json(path: Path, data) -> None:
+    with atomic_write(path) as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
