@@ -88,6 +88,21 @@ class TrainRecipe(BaseModel):
     save_steps: int = Field(200, ge=1)
     save_total_limit: int = Field(2, ge=1)
     report_to: Literal["tensorboard", "none"] = "tensorboard"
+    # The engine (see `training.engine`): each choice is printed at start and by --dry-run.
+    kernels: Literal["auto", "required", "off"] = Field(
+        "auto",
+        description="auto: fused Mamba kernels when installed; required: refuse to start "
+        "without them; off: the PyTorch reference (an A/B baseline, or LoRA on out_proj)",
+    )
+    expert_lora: Literal["grouped", "peft"] = Field(
+        "grouped", description="routed-expert LoRA by grouped matmuls, or PEFT's delta weights"
+    )
+    loss_chunk_tokens: int = Field(
+        4096, ge=0, description="labelled tokens per lm_head + loss chunk; 0: full logits"
+    )
+    optimizer: Literal["adamw_torch_fused", "adamw_torch"] = "adamw_torch_fused"
+    packing: bool = Field(False, description="pack several examples into one row")
+    pack_length: int = Field(8192, ge=16, description="tokens per packed row")
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:
