@@ -29,9 +29,12 @@ __all__ = ["GroupedExpertsLoRA", "grouped_mm", "use_grouped_expert_lora"]
 def grouped_mm(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
     """Rows of `x` (S, k) grouped by `offsets` (cumulative ends), group g times `w[g]` (k, n).
 
-    CUDA bf16 with 16-byte-aligned sizes uses torch's grouped GEMM; anything else (CPU, odd
-    ranks of a tiny test model) a loop over the groups, exact and differentiable.
+    `x` is cast to the weight's dtype first: under autocast the experts' activation (relu^2,
+    a `pow`) returns fp32, which the grouped GEMM does not take. CUDA bf16 with 16-byte-
+    aligned sizes uses torch's grouped GEMM; anything else (CPU, odd ranks of a tiny test
+    model) a loop over the groups, exact and differentiable.
     """
+    x = x.to(w.dtype)
     if (
         x.is_cuda
         and x.dtype == torch.bfloat16
@@ -49,6 +52,8 @@ def grouped_mm(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor) -> torch
 class _Factors:
     """One projection's LoRA as grouped-matmul operands, cast to the compute dtype."""
 
+    # Both column-major (a transposed view of a contiguous tensor), as grouped GEMM kernels
+    # take the weight operand and as the base weights (E, out, in) are passed.
     a: torch.Tensor  # (E, in, r): x @ a[e] = x A_e^T
     b: torch.Tensor  # (E, r, out): (x A_e^T) @ b[e] = x A_e^T B_e^T
     scaling: float
@@ -65,7 +70,7 @@ def _factors(wrapper: ParamWrapper, dtype: torch.dtype) -> _Factors | None:
     weight_b = wrapper.lora_B[name].weight  # (out, r*E)
     rank = weight_a.shape[0] // experts
     a = weight_a.to(dtype).view(experts, rank, -1).transpose(1, 2)
-    b = weight_b.to(dtype).view(-1, rank, experts).permute(2, 1, 0).contiguous()
+    b = weight_b.to(dtype).view(-1, rank, experts).permute(2, 0, 1).contiguous().transpose(1, 2)
     return _Factors(a, b, wrapper.scaling[name])
 
 
@@ -99,7 +104,9 @@ class GroupedExpertsLoRA(ParamWrapper):
         tokens, top_k = top_k_index.shape
         flat_experts = top_k_index.reshape(-1)
         order = torch.argsort(flat_experts, stable=True)
-        counts = torch.bincount(flat_experts, minlength=experts.num_experts)
+        # histc, not bincount: no device-to-host sync (CUDA takes ints, the CPU floats)
+        counted = flat_experts.int() if flat_experts.is_cuda else flat_experts.float()
+        counts = torch.histc(counted, bins=experts.num_experts, min=0, max=experts.num_experts - 1)
         offsets = torch.cumsum(counts, 0, dtype=torch.int32)
         x = hidden_states[order // top_k].to(dtype)  # (tokens * top_k, hidden), by expert
 
