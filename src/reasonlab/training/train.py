@@ -6,9 +6,10 @@ and refuses a LoRA on `lm_head`, which the winning recipe trains. Everything SFT
 would add here (chat rendering, completion-only labels) is done by `formats.chat`.
 
 Examples are tokenized here (see `reasonlab.formats.chat`): the scorer's rendered prompt
-(loss masked) followed by the completion, one example per row. No packing: the HF Mamba
-mixer carries state across packed samples. Examples longer than `max_length` are dropped
-and counted, never truncated (a cut trace would teach the model to stop mid-thought).
+(loss masked) followed by the completion, one example per row, or with `packing: true`
+several per row, kept apart in every layer (`training.packing`). Examples longer than
+`max_length` (or `pack_length`) are dropped and counted, never truncated (a cut trace
+would teach the model to stop mid-thought).
 
 Outputs under `output_dir`: `checkpoint-N/` (resumable), `adapter/` (the PEFT adapter in
 the native layout, plus `lora_parameters.json` naming which 3-D parameter each nested
@@ -29,6 +30,7 @@ from reasonlab.formats.csvio import DataError
 from reasonlab.formats.files import atomic_write
 from reasonlab.formats.jsonl import read_jsonl
 from reasonlab.training.lora_targets import adapted_names, resolve_targets
+from reasonlab.training.packing import packed_training_data
 from reasonlab.training.recipe import TrainRecipe, save_recipe
 
 __all__ = [
@@ -216,9 +218,16 @@ def train(
     )
     # Right padding: Mamba reads left to right, so pads after the text cannot touch it.
     tokenizer.padding_side = "right"
-    collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
+    dataset, collator = (
+        rows,
+        DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
+    )
+    if recipe.packing:  # several examples a row, kept apart in every layer (training.packing)
+        dataset, collator = packed_training_data(model, rows, recipe.pack_length, recipe.seed, echo)
+    else:
+        echo("packing: off")
     trainer = Trainer(
-        model=model, args=args, train_dataset=rows, data_collator=collator, callbacks=[probe]
+        model=model, args=args, train_dataset=dataset, data_collator=collator, callbacks=[probe]
     )
     last = _last_checkpoint(out) if resume else None
     if resume:
