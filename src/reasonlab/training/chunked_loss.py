@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ["IGNORE_INDEX", "use_chunked_loss"]
+from reasonlab.formats.chat import IGNORE_INDEX
 
-IGNORE_INDEX = -100
+__all__ = ["use_chunked_loss"]
 
 
 def _chunk_loss_sum(lm_head: torch.nn.Module, hidden: torch.Tensor, labels: torch.Tensor):

@@ -54,7 +54,16 @@ def resolve_paths(recipe: TrainRecipe, config) -> EnginePaths:
         experts = "grouped LoRA: x W^T + s (x A^T) B^T per expert, no delta weights"
     else:
         experts = f"PEFT delta-weight wrapper (W + s B A per step); base experts: {base_experts}"
-    packing = f"on (rows of <= {recipe.pack_length} tokens)" if recipe.packing else "off"
+    mamba = mamba_path()
+    apart = (
+        "seq_idx in the fused kernels" if mamba.kind == "fused" else "one mixer call per example"
+    )
+    packing = (
+        f"on (rows of <= {recipe.pack_length} tokens; examples kept apart: attention by "
+        f"position_ids, Mamba by {apart})"
+        if recipe.packing
+        else "off"
+    )
     chunk = recipe.loss_chunk_tokens
     loss = (
         f"chunked: labelled tokens only, {chunk} at a time"
@@ -62,7 +71,7 @@ def resolve_paths(recipe: TrainRecipe, config) -> EnginePaths:
         else "full logits (transformers)"
     )
     attention = getattr(config, "_attn_implementation", None) or "default"
-    return EnginePaths(mamba_path(), experts, attention, packing, loss, recipe.optimizer)
+    return EnginePaths(mamba, experts, attention, packing, loss, recipe.optimizer)
 
 
 def check(recipe: TrainRecipe, paths: EnginePaths) -> None:

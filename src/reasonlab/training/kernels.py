@@ -20,24 +20,28 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import sys
 import types
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["KernelError", "MambaPath", "mamba_path", "prepare", "select", "use_pytorch_mamba"]
+__all__ = [
+    "KernelError",
+    "MambaPath",
+    "bound_kernels",
+    "mamba_path",
+    "prepare",
+    "select",
+    "use_pytorch_mamba",
+]
 
 _MODELING = "transformers.models.nemotron_h.modeling_nemotron_h"
-# The function the training forward calls: conv1d + SSD scan + gated norm in one kernel chain.
-_FUSED_FUNCTION = "mamba2_split_conv1d_scan_combined"
+# The functions a training forward calls (all take `seq_idx`): the fused conv1d + SSD scan +
+# gated norm chain, and the conv and scan the mixer calls when that chain is not taken.
+_TRAINING_FUNCTIONS = ("mamba2_split_conv1d_scan_combined", "causal_conv1d_fn", "mamba2_chunk_scan")
 # Every Mamba function transformers binds to a kernel when one imports (or to its reference).
-_KERNEL_FUNCTIONS = (
-    "causal_conv1d_fn",
-    "causal_conv1d_update",
-    _FUSED_FUNCTION,
-    "mamba2_chunk_scan",
-    "mamba2_selective_state_update",
-)
+_KERNEL_FUNCTIONS = (*_TRAINING_FUNCTIONS, "causal_conv1d_update", "mamba2_selective_state_update")
 
 
 class KernelError(RuntimeError):
@@ -72,11 +76,29 @@ def _import_mamba_ssm() -> str | None:
     return None
 
 
-def _bound(function) -> object | None:
-    """The implementation transformers' fallback wrapper closed over, if it is one."""
-    closure = dict(zip(function.__code__.co_freevars, function.__closure__ or ()))
-    cell = closure.get("implementation")
-    return cell.cell_contents if cell is not None else None
+def _implementation(function):
+    """What a transformers kernel wrapper calls: the package kernel or its own PyTorch body.
+
+    `use_kernel_func_from_hub_with_fallback` (5.17 and 5.24) closes over `implementation`;
+    the walk follows `__wrapped__` in case another decorator sits on top.
+    """
+    seen = function
+    while seen is not None:
+        found = inspect.getclosurevars(seen).nonlocals.get("implementation")
+        if callable(found):
+            return found
+        seen = getattr(seen, "__wrapped__", None)
+    return function
+
+
+def bound_kernels() -> dict[str, str]:
+    """Each Mamba function of transformers' nemotron_h -> `module.name` of what it runs."""
+    modeling = importlib.import_module(_MODELING)
+    found = {}
+    for name in _TRAINING_FUNCTIONS:
+        implementation = _implementation(getattr(modeling, name))
+        found[name] = f"{implementation.__module__}.{implementation.__qualname__}"
+    return found
 
 
 def prepare() -> None:
@@ -85,7 +107,9 @@ def prepare() -> None:
     if _import_mamba_ssm() is not None:
         return
     modeling = sys.modules.get(_MODELING)
-    if modeling is not None and mamba_path().kind == "pytorch":
+    if modeling is not None and any(
+        v.startswith("transformers.") for v in bound_kernels().values()
+    ):
         importlib.reload(modeling)
 
 
@@ -106,24 +130,21 @@ def use_pytorch_mamba() -> None:
 
 
 def mamba_path() -> MambaPath:
-    """Which Mamba implementation the training forward of `nemotron_h` will call."""
+    """Which Mamba implementation the training forward of `nemotron_h` will call: `fused`
+    when every training function runs a package kernel on a CUDA device."""
     import torch
 
     problem = _import_mamba_ssm()
-    modeling = importlib.import_module(_MODELING)
-    function = getattr(modeling, _FUSED_FUNCTION)
-    if function.__module__ == _MODELING and "implementation" not in function.__code__.co_freevars:
-        return MambaPath("pytorch", "kernels: off (the PyTorch reference, bound on purpose)")
-    implementation = _bound(function)
-    module = getattr(implementation, "__module__", "") or ""
-    if module.startswith("mamba_ssm"):
+    bound = bound_kernels()
+    on_torch = [name for name, where in bound.items() if where.startswith("transformers.")]
+    if not on_torch:
         if not torch.cuda.is_available():
             return MambaPath("pytorch", "mamba_ssm is installed but there is no CUDA device")
-        return MambaPath("fused", f"{module}.{implementation.__name__} (Triton) + causal_conv1d")
-    if implementation is None:
-        reason = "cannot tell which implementation transformers bound (another version?)"
+        return MambaPath("fused", "mamba_ssm Triton SSD + causal_conv1d: " + ", ".join(bound))
+    if problem is None:
+        reason = f"{', '.join(on_torch)} bound to PyTorch (kernels: off, or imported first)"
     else:
-        reason = problem or "transformers bound its PyTorch reference (imported before prepare())"
+        reason = problem
     if importlib.util.find_spec("kernels") is not None:
         reason += "; the `kernels` package is installed: transformers prefers hub kernels"
     return MambaPath("pytorch", reason)

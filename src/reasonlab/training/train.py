@@ -6,9 +6,10 @@ and refuses a LoRA on `lm_head`, which the winning recipe trains. Everything SFT
 would add here (chat rendering, completion-only labels) is done by `formats.chat`.
 
 Examples are tokenized here (see `reasonlab.formats.chat`): the scorer's rendered prompt
-(loss masked) followed by the completion, one example per row. No packing: the HF Mamba
-mixer carries state across packed samples. Examples longer than `max_length` are dropped
-and counted, never truncated (a cut trace would teach the model to stop mid-thought).
+(loss masked) followed by the completion, one example per row, or with `packing: true`
+several per row, kept apart in every layer (`training.packing`). Examples longer than
+`max_length` (or `pack_length`) are dropped and counted, never truncated (a cut trace
+would teach the model to stop mid-thought).
 
 Outputs under `output_dir`: `checkpoint-N/` (resumable), `adapter/` (the PEFT adapter in
 the native layout, plus `lora_parameters.json` naming which 3-D parameter each nested
@@ -24,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from reasonlab.formats.chat import sft_example, tokenize_example
+from reasonlab.formats.chat import IGNORE_INDEX, sft_example, tokenize_example
 from reasonlab.formats.csvio import DataError
 from reasonlab.formats.files import atomic_write
 from reasonlab.formats.jsonl import read_jsonl
@@ -95,10 +96,22 @@ def _world_size() -> int:
 
 
 def _plan(recipe: TrainRecipe, tokenizer, config) -> tuple[TrainPlan, list[dict]]:
-    rows, dropped = _tokenized_rows(tokenizer, recipe)
+    """The plan, and the training rows: one example each, or packed (`training.packing`)."""
+    from reasonlab.training.packing import pack_examples
+
+    examples, dropped = _tokenized_rows(tokenizer, recipe)
+    rows, placed = examples, len(examples)
+    if recipe.packing:
+        packing = pack_examples(examples, recipe.pack_length, recipe.seed)
+        if not packing.rows:
+            raise DataError(
+                f"pack_length: every example is longer than {recipe.pack_length} tokens"
+            )
+        rows, placed = packing.rows, packing.examples
+        dropped += packing.dropped_too_long
     plan = TrainPlan(
         paths=resolve_paths(recipe, config),
-        examples=len(rows),
+        examples=placed,
         dropped_too_long=dropped,
         rows=len(rows),
         tokens=sum(len(r["input_ids"]) for r in rows),
@@ -312,7 +325,12 @@ def train(
     )
     # Right padding: Mamba reads left to right, so pads after the text cannot touch it.
     tokenizer.padding_side = "right"
-    collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
+    collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)
+    if recipe.packing:  # several examples a row, kept apart in every layer (training.packing)
+        from reasonlab.training.packing import collate_packed, isolate_packed_sequences
+
+        isolate_packed_sequences(model)
+        collator = collate_packed
     trainer = Trainer(
         model=model, args=args, train_dataset=rows, data_collator=collator, callbacks=[probe]
     )
