@@ -322,7 +322,8 @@ def audit(
         table.add_row(family, kind, str(count))
     console.print(table)
     for finding in findings[:20]:
-        console.print(f"  {finding.id} [{finding.family}] {finding.kind}: {finding.reason}")
+        line = f"  {finding.id} [{finding.family}] {finding.kind}: {finding.reason}"
+        console.print(line, markup=False)  # [family] is text, not rich markup
     if output:
         with user_errors():
             write_rows(output, (asdict(f) for f in findings), AUDIT_COLUMNS)

@@ -35,9 +35,10 @@ class AuditFinding:
 def _rules(result: SolvedRow) -> str:
     if result.candidates == 1:
         return "the one rule that fits every example gives the solver's answer"
+    verb = "gives" if result.agreeing == 1 else "give"
     return (
         f"{result.agreeing} of the {result.candidates} rules that fit every example "
-        "give the solver's answer"
+        f"{verb} the solver's answer"
     )
 
 

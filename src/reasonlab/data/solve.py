@@ -34,12 +34,12 @@ __all__ = [
 PREDICTION_COLUMNS = ("id", "answer", "family", "status", "subtype", "detail")
 # Every row has exactly one status; the answer column is filled for the first three.
 STATUSES = {
-    "solved": "one answer: every rule that fits the examples gives it",
-    "ambiguous": "fitting rules disagree; the answer is the tie-break's choice",
-    "guessed": "no rule justifies an answer; the answer is a best guess",
+    "solved": "every rule that fits the examples gives the answer",
+    "ambiguous": "fitting rules disagree, a tie-break chose the answer",
+    "guessed": "no rule justifies an answer, a best guess is given",
     "unsolved": "no answer",
     "no_solver": "no family recognises the prompt, or it has no solver",
-    "error": "the solver failed on this row (a bug; the detail says where)",
+    "error": "the solver failed (a bug, the detail says where)",
 }
 SOLUTION_STATUSES = ("solved", "ambiguous")  # a rule was found: these rows have a trace
 ANSWERED = ("solved", "ambiguous", "guessed")

@@ -210,10 +210,15 @@ def verify_submission(
     config_path: str | Path | None = None,
     options: VerifyOptions = VerifyOptions(),
 ) -> VerifyReport:
-    """Run every check on the zip; `report.ok` when none fails."""
+    """Run every check on the zip; `report.ok` when none fails.
+
+    A `config_path` that is not a nemotron_h config.json raises at once (ValueError,
+    FileNotFoundError): it is the user's input, not a property of the zip.
+    """
+    architecture = load_architecture(config_path)
     report = VerifyReport()
     with tempfile.TemporaryDirectory(prefix="reasonlab-verify-") as tmp:
-        _run_checks(Path(zip_path), config_path, options, report, Path(tmp))
+        _run_checks(Path(zip_path), architecture, options, report, Path(tmp))
     done = {c.name for c in report.checks}
     report.checks += [
         Check(name, "skip", "an earlier check failed") for name in _CHECKS if name not in done
@@ -252,7 +257,7 @@ def _config_problems(config: dict) -> list[str]:
 
 
 def _run_checks(
-    zip_path: Path, config_path, options: VerifyOptions, report: VerifyReport, tmp: Path
+    zip_path: Path, architecture, options: VerifyOptions, report: VerifyReport, tmp: Path
 ) -> None:
     # archive: readable, safe names, no links, declared sizes under the budget
     if not zip_path.is_file():
@@ -353,7 +358,7 @@ def _run_checks(
         with zf.open(weights[0]) as src, path.open("wb") as dst:
             shutil.copyfileobj(_capped(src, weights[0].file_size), dst)
 
-    _check_tensors(path, config, config_path, options, report)
+    _check_tensors(path, config, architecture, options, report)
 
 
 class _capped:
@@ -415,11 +420,10 @@ def _key_findings(key: str, modules: dict[str, ScorerModule]) -> tuple[str | Non
     return (f"{key}: {problem}" if problem else None), warning
 
 
-def _check_tensors(path: Path, config: dict, config_path, options, report) -> None:
+def _check_tensors(path: Path, config: dict, architecture, options, report) -> None:
     import torch
     from safetensors import SafetensorError, safe_open
 
-    architecture = load_architecture(config_path)
     modules = scorer_modules(architecture)
     try:
         handle = safe_open(str(path), framework="pt")
