@@ -77,6 +77,7 @@ def test_resume_continues_from_the_last_checkpoint(train_cli, trained):
     [
         ("/nonexistent/model", None, "not a model folder"),
         (None, "/nonexistent/sft.jsonl", "no such file"),
+        (None, "/", "data: /: is a folder, expected an SFT JSONL file"),
     ],
 )
 def test_train_input_errors_are_clear(train_cli, tmp_path, model, data, message):

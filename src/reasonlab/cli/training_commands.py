@@ -41,6 +41,8 @@ def train(
         recipe = load_recipe(
             config, {"model": model, "data": data, "output_dir": output_dir, "max_steps": max_steps}
         )
+        if Path(recipe.data).is_dir():
+            raise RecipeError(f"data: {recipe.data}: is a folder, expected an SFT JSONL file")
         check_outputs(folders=[recipe.output_dir], inputs=[recipe.data, config])
     from reasonlab.training.train import is_main_process
     from reasonlab.training.train import train as run_training
