@@ -74,11 +74,14 @@ def read_rows(path: str | Path, required: Sequence[str] = ("id",)) -> list[dict[
     missing = [c for c in required if c not in header]
     if missing:
         raise DataError(
-            f"{path}: missing required column(s) {', '.join(missing)}; found {', '.join(header)}"
+            f"{path}: missing required column(s) {', '.join(missing)}; "
+            f"found {', '.join(map(repr, header))}"  # repr: a header cell may hold a newline
         )
     twice = sorted({name for name in header if name and header.count(name) > 1})
     if twice:
-        raise DataError(f"{path}: column(s) {', '.join(twice)} appear more than once in the header")
+        raise DataError(
+            f"{path}: column(s) {', '.join(map(repr, twice))} appear more than once in the header"
+        )
     rows, seen = [], {}
     for record in found:
         if len(record) > len(header):  # more fields than the header names: broken quoting
