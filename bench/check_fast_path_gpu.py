@@ -1,10 +1,12 @@
 """On a GPU: the fast engine computes what the reference engine computes (bf16, small config).
 
-    python bench/check_fast_path_gpu.py [--layers MEMEM*EMEM] [--tokens 2048]
+    python bench/check_fast_path_gpu.py [--layers MEMEM*EMEM] [--tokens 2048] [--dtype bf16]
 
 A small `nemotron_h` with the real layer kinds (Mamba, MoE, attention) and real head and
-vocabulary sizes, random bf16 weights, LoRA r=32 on every preset with non-zero B (so every
-LoRA gradient is non-trivial). The same model and batch run twice:
+vocabulary sizes, random weights in `--dtype` (bf16 under autocast, as training runs; fp32
+separates the engines' arithmetic from bf16 rounding, which flips near-tied expert choices),
+LoRA r=32 on every preset with non-zero B (so every LoRA gradient is non-trivial). The same
+model and batch run twice:
 
   reference  PyTorch Mamba (`kernels: off`), PEFT's delta-weight expert LoRA, full logits
   fast       fused Mamba kernels (required), grouped expert LoRA, chunked loss
@@ -39,7 +41,7 @@ def _config(pattern: str):
     return config
 
 
-def _run(engine: dict, config, batch, steps: int = 1):
+def _run(engine: dict, config, batch, dtype, steps: int = 1):
     """(losses before/after `steps` AdamW steps, LoRA grads of the first step by module)."""
     import torch
     from transformers import AutoModelForCausalLM
@@ -54,7 +56,7 @@ def _run(engine: dict, config, batch, steps: int = 1):
     select(recipe.kernels)
     torch.manual_seed(0)
     with torch.device("cuda"):
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     torch.manual_seed(1)
     model, _ = add_lora(model, recipe, echo=lambda _: None)
     for name, param in model.named_parameters():  # B = 0 would leave A without a gradient
@@ -65,7 +67,7 @@ def _run(engine: dict, config, batch, steps: int = 1):
     optimizer = torch.optim.AdamW(trainable, lr=1e-3)
     losses, grads = [], {}
     for step in range(steps + 1):
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
             loss = model(**batch).loss
         losses.append(float(loss))
         if step == steps:
@@ -89,9 +91,13 @@ def main() -> None:
     )
     parser.add_argument("--layers", default="MEMEM*EMEM", help="layer pattern (M, E, *)")
     parser.add_argument("--tokens", type=int, default=2048)
+    parser.add_argument("--dtype", choices=("bf16", "fp32"), default="bf16")
     args = parser.parse_args()
 
     import torch
+
+    dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
+    print(f"weights and activations in {args.dtype}")
 
     config = _config(args.layers)
     generator = torch.Generator().manual_seed(2)
@@ -101,10 +107,13 @@ def main() -> None:
     batch = {"input_ids": ids, "labels": labels}
 
     reference = _run(
-        {"kernels": "off", "expert_lora": "peft", "loss_chunk_tokens": 0}, config, batch
+        {"kernels": "off", "expert_lora": "peft", "loss_chunk_tokens": 0}, config, batch, dtype
     )
     fast = _run(
-        {"kernels": "required", "expert_lora": "grouped", "loss_chunk_tokens": 1024}, config, batch
+        {"kernels": "required", "expert_lora": "grouped", "loss_chunk_tokens": 1024},
+        config,
+        batch,
+        dtype,
     )
     (ref_losses, ref_grads), (fast_losses, fast_grads) = reference, fast
     ok = True

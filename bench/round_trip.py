@@ -14,7 +14,7 @@ from collections import Counter
 
 from reasonlab.data.generate import generate_mixed
 from reasonlab.data.score import group_labels
-from reasonlab.data.solve import solve_rows
+from reasonlab.data.solve import SOLUTION_STATUSES, solve_rows
 from reasonlab.metric import is_correct
 
 
@@ -30,14 +30,15 @@ def main() -> None:
     results = solve_rows(rows, workers=args.workers)
     tally: dict[str, Counter] = {}
     for row, result in zip(rows, results):
-        correct = result.status == "solved" and is_correct(row["answer"], result.answer)
+        found = result.status in SOLUTION_STATUSES  # a rule fits (unique or tie-broken)
+        correct = found and is_correct(row["answer"], result.answer)
         for label in group_labels(result.family, result.subtype):
             c = tally.setdefault(label, Counter())
             c["rows"] += 1
             c["correct"] += correct
             c["ambiguous"] += result.ambiguous
-            c["unsolved"] += result.status != "solved"
-            if not result.ambiguous and result.status == "solved":
+            c["unsolved"] += not found
+            if result.status == "solved":
                 c["unambiguous"] += 1
                 c["unambiguous_correct"] += correct
     print(

@@ -224,10 +224,12 @@ def test_render_states_the_tie_break_when_rules_disagree():
 def test_render_falls_back_to_checking_every_example():
     # y = rol1 XOR rol4 is in no known family: the search rejects every form.
     outsider = rule("rol1", "rol4", table=XOR)
+    checked = 0
     for g in generated(5, seed=4, rule=outsider, n_examples=10):
         solution = bits.solve(bits.parse(g.prompt))
         if not isinstance(solution, Solution) or "fallback" not in solution.notes[0]:
             continue
+        checked += 1
         for notation in ("bin", "hex"):
             text = bits.render(solution, bits.RenderOptions(notation))
             assert "; fits" not in text and "No known form fits" in text
@@ -236,6 +238,7 @@ def test_render_falls_back_to_checking_every_example():
                 c.endswith(" ok") for c in checks[-len(solution.puzzle.examples) :]
             )
             assert extract_answer(text) == solution.answer
+    assert checked == 5, f"only {checked} of 5 puzzles reached the fallback"
 
 
 def test_near_misses_fit_a_leading_run_then_fail():

@@ -9,7 +9,6 @@ from __future__ import annotations
 __all__ = [
     "BASE_MODEL_ID",
     "CHAT_TEMPLATE_KWARGS",
-    "FORBIDDEN_LORA_TARGETS",
     "GENERATION_PROMPT_END",
     "MAX_LORA_RANK",
     "MAX_MODEL_LEN",
@@ -17,7 +16,10 @@ __all__ = [
     "PROMPT_SUFFIX",
     "SCORER_ENGINE",
     "SCORER_SAMPLING",
+    "UNAPPLIED_LORA_TARGETS",
+    "VLLM_LORA_MODULE_NAMES",
     "VLLM_LORA_RANKS",
+    "VLLM_UNAPPLIED_LORA_MODULES",
     "user_message",
 ]
 
@@ -53,9 +55,30 @@ SCORER_ENGINE = {
     "gpu_memory_utilization": 0.85,
 }
 
-# Module names a submitted LoRA must not target: the fused Mamba CUDA path bypasses a
-# LoRA on out_proj, PEFT refuses conv1d on Mamba, and the MoE router must stay frozen.
-FORBIDDEN_LORA_TARGETS = ("out_proj", "conv1d", "gate")
+# Modules whose LoRA the scorer's vLLM loads but never applies (the Mamba conv1d, the MoE
+# router `gate`): training never targets them. (A LoRA on Mamba out_proj is applied, but the
+# fused training kernel gives it no gradient: `training.engine.check`.)
+UNAPPLIED_LORA_TARGETS = ("conv1d", "gate")
+
+# The last name component vLLM accepts for a LoRA module on this model (any other is an
+# error); only the last component is checked. See the shared doc, "What the scorer's
+# vLLM does with an adapter".
+VLLM_LORA_MODULE_NAMES = (
+    "in_proj",
+    "out_proj",
+    "conv1d",
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate",
+    "up_proj",
+    "down_proj",
+    "experts",
+    "embed_tokens",
+    "lm_head",
+)
+VLLM_UNAPPLIED_LORA_MODULES = ("conv1d", "gate")  # loaded, then never used at inference
 
 
 def user_message(prompt: str) -> str:

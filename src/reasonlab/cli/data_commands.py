@@ -28,9 +28,11 @@ def classify(
 ) -> None:
     """Name the puzzle family of every row (and deduce/guess for equations); print counts."""
     from reasonlab.formats.csvio import read_rows, write_rows
+    from reasonlab.formats.files import check_outputs
     from reasonlab.puzzles.registry import classify as classify_prompt
 
     with user_errors():
+        check_outputs([output], inputs=[data])
         rows = read_rows(data, required=("id", "prompt"))
     labels = [{"id": row["id"], **asdict(classify_prompt(row["prompt"]))} for row in rows]
     counts = Counter((label["family"], label["subtype"]) for label in labels)
@@ -43,7 +45,8 @@ def classify(
         table.add_row(family, subtype, str(count), f"{count / len(rows):.1%}")
     console.print(table)
     if output:
-        write_rows(output, labels, ("id", "family", "subtype"))
+        with user_errors():
+            write_rows(output, labels, ("id", "family", "subtype"))
         console.print(f"wrote {output}")
 
 
@@ -58,18 +61,22 @@ def solve(
     """
     from reasonlab.data.solve import PREDICTION_COLUMNS, solve_rows
     from reasonlab.formats.csvio import read_rows, write_rows
+    from reasonlab.formats.files import check_outputs
 
     with user_errors():
+        check_outputs([output], inputs=[data])
         rows = read_rows(data, required=("id", "prompt"))
     with progress_bar(len(rows), "solving") as advance:
         solved = solve_rows(rows, workers=workers, on_progress=advance)
-    write_rows(output, (s.as_prediction() for s in solved), PREDICTION_COLUMNS)
+    with user_errors():
+        write_rows(output, (s.as_prediction() for s in solved), PREDICTION_COLUMNS)
     console.print(_solve_table(rows, solved, data.name))
     console.print(f"wrote {output}")
 
 
 def _solve_table(rows: list[dict[str, str]], solved: list, title: str) -> Table:
     from reasonlab.data.score import group_labels
+    from reasonlab.data.solve import ANSWERED, STATUSES
     from reasonlab.metric import is_correct
 
     has_gold = "answer" in rows[0]
@@ -79,17 +86,20 @@ def _solve_table(rows: list[dict[str, str]], solved: list, title: str) -> Table:
             counts = tally.setdefault(label, Counter())
             counts["total"] += 1
             counts[result.status] += 1
-            counts["ambiguous"] += result.ambiguous
             if has_gold and result.answer and is_correct(row["answer"], result.answer):
                 counts["correct"] += 1
-    table = Table(title=f"{title}: solver results")
-    columns = ["family", "rows", "solved", "ambiguous", "unsolved", "no_solver", "error"]
+    # Each row has one status, so the status columns add up to `rows`.
+    caption = "; ".join(f"{status}: {meaning}" for status, meaning in STATUSES.items())
+    if has_gold:
+        caption += f". correct: right answers among {' + '.join(ANSWERED)}, of all rows"
+    table = Table(title=f"{title}: solver results", caption=caption)
+    columns = ["family", "rows", *STATUSES]
     columns += ["correct", "accuracy"] if has_gold else []
     for column in columns:
         table.add_column(column, justify="left" if column == "family" else "right", no_wrap=True)
     for label in sorted(tally):
         c = tally[label]
-        cells = [c["total"], c["solved"], c["ambiguous"], c["unsolved"], c["no_solver"], c["error"]]
+        cells = [c["total"], *(c[status] for status in STATUSES)]
         cells += [c["correct"], f"{c['correct'] / c['total']:.1%}"] if has_gold else []
         table.add_row(label, *map(str, cells))
     return table
@@ -111,9 +121,10 @@ def score(
     import json
 
     from reasonlab.data.score import score_files
-    from reasonlab.formats.files import atomic_write
+    from reasonlab.formats.files import atomic_write, check_outputs
 
     with user_errors():
+        check_outputs([per_row, json_out], inputs=[predictions, gold])
         report = score_files(predictions, gold, per_row)
     table = Table(title=f"{predictions.name} vs {gold.name}")
     for column in ("family", "correct", "total", "accuracy"):
@@ -143,7 +154,7 @@ def score(
                 for g in report.groups()
             },
         }
-        with atomic_write(json_out) as f:
+        with user_errors(), atomic_write(json_out) as f:
             json.dump(summary, f, indent=2)
 
 
@@ -161,17 +172,20 @@ def generate(
     """Generate fresh puzzles with exact answers in the competition's wording."""
     from reasonlab.data.generate import GENERATED_COLUMNS, generate_mixed, generate_rows
     from reasonlab.formats.csvio import write_rows
+    from reasonlab.formats.files import check_outputs
     from reasonlab.puzzles.registry import FAMILIES
 
     if family != "all" and family not in FAMILIES:
         raise fail(f"unknown family {family!r}; choose one of: all, {', '.join(FAMILIES)}")
     total = n * (len(FAMILIES) if family == "all" else 1)
-    with user_errors(ValueError), progress_bar(total, f"generating {family}") as advance:
-        if family == "all":
-            rows = generate_mixed(n, seed, on_progress=advance)
-        else:
-            rows = generate_rows(family, n, seed, subtype, on_progress=advance)
-    write_rows(output, rows, GENERATED_COLUMNS)
+    with user_errors(ValueError):
+        check_outputs([output])
+        with progress_bar(total, f"generating {family}") as advance:
+            if family == "all":
+                rows = generate_mixed(n, seed, on_progress=advance)
+            else:
+                rows = generate_rows(family, n, seed, subtype, on_progress=advance)
+        write_rows(output, rows, GENERATED_COLUMNS)
     console.print(f"wrote {len(rows)} puzzles to {output}")
 
 
@@ -222,15 +236,17 @@ def traces(
     """Render solver steps as chain-of-thought SFT rows; keep only right answers within budget."""
     from reasonlab.data.traces import build_traces
     from reasonlab.formats.csvio import read_rows
+    from reasonlab.formats.files import check_outputs
     from reasonlab.formats.jsonl import write_jsonl
 
     with user_errors(OSError):
+        check_outputs([output], inputs=[data])
         rows = read_rows(data, required=("id", "prompt"))
         with progress_bar(len(rows), "solving and rendering") as advance:
             result = build_traces(
                 rows, tokenizer, max_new_tokens, workers, allow_incomplete, on_progress=advance
             )
-    write_jsonl(output, result.rows)
+        write_jsonl(output, result.rows)
     console.print(_trace_table(result, f"{data.name}: traces"))
     console.print(f"wrote {len(result.rows)} SFT rows to {output}")
 
@@ -242,16 +258,41 @@ def build(
     output: Annotated[
         Path, typer.Option("-o", "--output", help="SFT JSONL to write (manifest beside it).")
     ],
+    real: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--real",
+            help="Competition CSV (id,prompt,answer) to use instead of the recipe's `real` "
+            "list (repeatable).",
+        ),
+    ] = None,
     workers: Workers = 1,
 ) -> None:
-    """Mix real rows and generated puzzles, deduplicate, trace, shuffle; write JSONL + manifest."""
+    """Mix real rows and generated puzzles, deduplicate, trace, shuffle; write JSONL + manifest.
+
+    The recipe's `real` paths are relative to the recipe file; `--real` replaces them.
+    """
     from reasonlab.data.build_dataset import build_dataset, manifest_path
     from reasonlab.data.dataset_recipe import load_recipe
+    from reasonlab.formats.files import check_outputs, require_file
 
     with user_errors(OSError):
         loaded = load_recipe(recipe)
-        with progress_bar(None, "building") as advance:
-            result = build_dataset(loaded, output, workers=workers, on_progress=advance)
+        if real:
+            loaded = loaded.model_copy(update={"real": list(real)})
+        for i, path in enumerate(loaded.real):  # before minutes of generating
+            try:
+                require_file(path, "CSV file")
+            except FileNotFoundError as err:
+                where = "--real" if real else f"{recipe}: real[{i}] (relative to the recipe)"
+                raise fail(
+                    f"{where}: {err}; give the competition's train.csv with --real"
+                ) from None
+        check_outputs([output, manifest_path(output)], inputs=[recipe, *loaded.real])
+        with progress_bar(None, "building") as bar:
+            result = build_dataset(
+                loaded, output, workers=workers, on_progress=bar, on_stage=bar.stage
+            )
     console.print(_trace_table(result, f"{recipe.name}: dataset"))
     console.print(f"wrote {len(result.rows)} rows to {output} and {manifest_path(output)}")
 
@@ -266,8 +307,10 @@ def audit(
     """List rows no rule explains, and rows whose given answer no consistent rule gives."""
     from reasonlab.data.audit import AUDIT_COLUMNS, audit_rows
     from reasonlab.formats.csvio import read_rows, write_rows
+    from reasonlab.formats.files import check_outputs
 
     with user_errors():
+        check_outputs([output], inputs=[data])
         rows = read_rows(data, required=("id", "prompt", "answer"))
     with progress_bar(len(rows), "auditing") as advance:
         findings = audit_rows(rows, workers=workers, on_progress=advance)
@@ -279,9 +322,11 @@ def audit(
         table.add_row(family, kind, str(count))
     console.print(table)
     for finding in findings[:20]:
-        console.print(f"  {finding.id} [{finding.family}] {finding.kind}: {finding.reason}")
+        line = f"  {finding.id} [{finding.family}] {finding.kind}: {finding.reason}"
+        console.print(line, markup=False)  # [family] is text, not rich markup
     if output:
-        write_rows(output, (asdict(f) for f in findings), AUDIT_COLUMNS)
+        with user_errors():
+            write_rows(output, (asdict(f) for f in findings), AUDIT_COLUMNS)
         console.print(f"wrote {output}")
 
 
@@ -297,18 +342,20 @@ def distill(
     """Keep a teacher's right, complete generations as SFT rows (generate them with `eval --backend openai`)."""
     from reasonlab.data.distill import distill as distill_outputs
     from reasonlab.formats.csvio import read_rows
+    from reasonlab.formats.files import check_outputs
     from reasonlab.formats.jsonl import read_jsonl, write_jsonl
 
     if keep not in ("shortest", "all"):
         raise fail(f"--keep must be 'shortest' or 'all', not {keep!r}")
     with user_errors(KeyError):
+        check_outputs([output], inputs=[outputs, gold])
         result = distill_outputs(
             read_jsonl(outputs),
             read_rows(gold, required=("id", "prompt", "answer")),
             keep,
             max_new_tokens,
         )  # type: ignore[arg-type]
-    write_jsonl(output, result.rows)
+        write_jsonl(output, result.rows)
     c = result.counts
     console.print(
         f"{c['outputs']} outputs: {c['correct']} right, {c['truncated']} of those cut off, "

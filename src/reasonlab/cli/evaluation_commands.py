@@ -124,14 +124,20 @@ def eval_command(
     concurrency: Annotated[
         int, typer.Option("--concurrency", help="openai: requests in flight")
     ] = 16,
-    config: Annotated[
+    config_file: Annotated[
         Path | None,
         typer.Option("--config", help="YAML/JSON of EvalConfig fields; flags override it"),
     ] = None,
 ) -> None:
     """Generate with the scorer's prompt and decoding, append one JSON line per (id, sample), score."""
     from reasonlab.evaluation.backends import BackendError
-    from reasonlab.evaluation.evaluate import EvalConfig, evaluate, load_config_file
+    from reasonlab.evaluation.evaluate import (
+        EvalConfig,
+        config_path_for,
+        evaluate,
+        load_config_file,
+    )
+    from reasonlab.formats.files import check_outputs
 
     flags = {
         "data": data, "base": base, "output": output, "adapter": adapter, "backend": backend,
@@ -140,7 +146,7 @@ def eval_command(
         "seed": seed, "url": url, "served_model": served_model, "concurrency": concurrency,
     }  # fmt: skip
     with user_errors(ValueError, BackendError):
-        settings = load_config_file(config) if config else {}
+        settings = load_config_file(config_file) if config_file else {}
         # Defaults -> file -> flags: a flag wins only when the user typed it.
         for name, value in flags.items():
             # (compared by name: typer ships its own copy of click's ParameterSource)
@@ -148,6 +154,10 @@ def eval_command(
             if name not in settings or getattr(source, "name", "") != "DEFAULT":
                 settings[name] = value
         config = EvalConfig(**settings)
+        check_outputs(
+            [config.output, config_path_for(config.output)],
+            inputs=[config.data, config_file],
+        )
         if config.samples > 1 and config.temperature == 0:
             console.print(
                 f"[yellow]note:[/] greedy decoding (temperature 0): the {config.samples} samples "
@@ -171,8 +181,10 @@ def vote_command(
 ) -> None:
     """Re-score saved outputs (no generation): accuracy, pass@1, majority vote, pass@K, margin."""
     from reasonlab.evaluation.vote import vote_files
+    from reasonlab.formats.files import check_outputs
 
     with user_errors():
+        check_outputs([rows], inputs=[outputs, gold])
         report = vote_files(outputs, gold)
         if rows is not None:
             _write_rows_csv(report, rows)
@@ -191,8 +203,10 @@ def report_command(
 ) -> None:
     """Write one self-contained HTML page: accuracy, output lengths, missing boxes, worst examples."""
     from reasonlab.evaluation.report import write_report
+    from reasonlab.formats.files import check_outputs
 
     with user_errors():
+        check_outputs([output], inputs=[outputs, gold])
         path = write_report(outputs, gold, output, worst=worst)
     console.print(f"report written to {path}")
 

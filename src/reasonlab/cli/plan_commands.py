@@ -83,9 +83,11 @@ def demo_command(
     ] = Path("demo-out"),
 ) -> None:
     """The whole pipeline end to end on CPU with tiny sizes: generate ... train ... eval, report."""
+    from reasonlab.formats.files import check_outputs
     from reasonlab.plans.demo import DemoConfig, run_demo
 
     with user_errors(ValueError):
+        check_outputs(folders=[out_dir])
         run_demo(DemoConfig(out_dir=out_dir), console=console)
 
 

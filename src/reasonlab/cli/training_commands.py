@@ -14,9 +14,11 @@ def tiny_model(
     out: Annotated[Path, typer.Option("-o", "--output", help="folder to write")],
 ) -> None:
     """Write a random tiny nemotron_h, its tokenizer (real chat template) and toy SFT rows."""
+    from reasonlab.formats.files import check_outputs
     from reasonlab.training.tiny_model import TOY_DATA_FILE, make_tiny_model
 
     with user_errors():
+        check_outputs(folders=[out])
         path = make_tiny_model(out)
     console.print(f"tiny model, tokenizer and {TOY_DATA_FILE} written to {path}")
 
@@ -40,12 +42,16 @@ def train(
     ] = False,
 ) -> None:
     """LoRA SFT from a recipe; flags override the recipe's fields of the same meaning."""
+    from reasonlab.formats.files import check_outputs
     from reasonlab.training.recipe import RecipeError, load_recipe
 
     with user_errors(RecipeError):
         recipe = load_recipe(
             config, {"model": model, "data": data, "output_dir": output_dir, "max_steps": max_steps}
         )
+        if Path(recipe.data).is_dir():
+            raise RecipeError(f"data: {recipe.data}: is a folder, expected an SFT JSONL file")
+        check_outputs(folders=[recipe.output_dir], inputs=[recipe.data, config])
     from reasonlab.training.kernels import KernelError
     from reasonlab.training.train import dry_run as plan_training
     from reasonlab.training.train import is_main_process

@@ -1,9 +1,11 @@
 """Rows the solvers cannot explain, found by solving rather than by pattern-matching.
 
-A row is flagged when no rule fits its examples (`unexplained`), or when a rule fits
-but the given answer differs from the solver's: either another rule that fits every
-example gives the gold answer (`tie_break`: the data is ambiguous, the solver chose
-differently) or none does (`answer_unexplained`: the gold contradicts every rule found).
+A row is flagged exactly when the solvers do not give its gold answer, in one category:
+`tie_break` (rules fit every example and one of them gives the gold, but the tie-break
+chose another), `answer_unexplained` (rules fit, none found gives the gold),
+`unexplained` (no rule fits every example; a best guess, if any, is wrong), or the
+row's status when there is no solver or it failed (`no_solver`, `error`). A row whose
+answer is right, however it was reached, is never flagged.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from reasonlab.data.solve import solve_rows
+from reasonlab.data.solve import SOLUTION_STATUSES, SolvedRow, solve_rows
 from reasonlab.metric import is_correct
 
 __all__ = ["AUDIT_COLUMNS", "AuditFinding", "audit_rows"]
@@ -30,6 +32,29 @@ class AuditFinding:
     reason: str
 
 
+def _rules(result: SolvedRow) -> str:
+    if result.candidates == 1:
+        return "the one rule that fits every example gives the solver's answer"
+    verb = "gives" if result.agreeing == 1 else "give"
+    return (
+        f"{result.agreeing} of the {result.candidates} rules that fit every example "
+        f"{verb} the solver's answer"
+    )
+
+
+def _finding(result: SolvedRow, gold: str) -> tuple[str, str] | None:
+    """(kind, reason) for a row the solvers do not reproduce; None when they do."""
+    if result.answer and is_correct(gold, result.answer):
+        return None
+    if result.status in SOLUTION_STATUSES:
+        if any(is_correct(gold, other) for other in result.alternatives):
+            return "tie_break", f"another fitting rule gives the gold; {_rules(result)}"
+        return "answer_unexplained", f"no fitting rule found gives the gold; {_rules(result)}"
+    if result.status in ("guessed", "unsolved"):
+        return "unexplained", result.detail
+    return result.status, result.detail
+
+
 def audit_rows(
     rows: Sequence[dict[str, str]],
     workers: int = 1,
@@ -38,24 +63,9 @@ def audit_rows(
     """Every row (with `id,prompt,answer`) that the solvers do not reproduce, and why."""
     findings = []
     for row, result in zip(rows, solve_rows(rows, workers=workers, on_progress=on_progress)):
-        gold = row["answer"]
-        base = (row["id"], result.family, result.subtype)
-        if result.status == "solved":
-            if is_correct(gold, result.answer):
-                continue
-            if any(is_correct(gold, other) for other in result.alternatives):
-                kind, reason = (
-                    "tie_break",
-                    f"gold is another consistent rule's answer ({result.detail})",
-                )
-            else:
-                kind, reason = (
-                    "answer_unexplained",
-                    f"no rule found gives the gold answer ({result.detail or 'unique rule'})",
-                )
-        elif result.status == "unsolved":
-            kind, reason = "unexplained", result.detail
-        else:
-            kind, reason = result.status, result.detail
-        findings.append(AuditFinding(*base, kind, result.answer, gold, reason))
+        found = _finding(result, row["answer"])
+        if found is not None:
+            kind, reason = found
+            base = (row["id"], result.family, result.subtype)
+            findings.append(AuditFinding(*base, kind, result.answer, row["answer"], reason))
     return findings

@@ -33,8 +33,13 @@ def build_dataset(
     output: Path,
     workers: int = 1,
     on_progress: Callable[[int], None] | None = None,
+    on_stage: Callable[[str, int], None] | None = None,
 ) -> TraceResult:
-    """Gather, deduplicate, trace, shuffle and write; returns the trace statistics."""
+    """Gather, deduplicate, trace, shuffle and write; returns the trace statistics.
+
+    `on_stage(description, total)` announces each long stage (generating, then tracing)
+    and how many rows it has; `on_progress(n)` then counts rows done in it.
+    """
     rows: list[dict[str, str]] = []
     sources: Counter = Counter()
     for path in recipe.real:
@@ -47,9 +52,12 @@ def build_dataset(
                     "source": str(path),
                 }
             )
-    for family, count in recipe.generated.counts().items():
+    counts = recipe.generated.counts()
+    if on_stage:
+        on_stage("generating puzzles", sum(counts.values()))
+    for family, count in counts.items():
         if count:
-            for row in generate_rows(family, count, recipe.generated.seed):
+            for row in generate_rows(family, count, recipe.generated.seed, on_progress=on_progress):
                 rows.append({**row, "source": "generated"})
     seen: set[str] = set()
     unique = []
@@ -58,6 +66,8 @@ def build_dataset(
             seen.add(row["prompt"])
             unique.append(row)
             sources[row["source"]] += 1
+    if on_stage:
+        on_stage("solving and tracing", len(unique))
     result = build_traces(
         unique,
         tokenizer_dir=recipe.tokenizer,

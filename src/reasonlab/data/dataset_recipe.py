@@ -12,7 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from reasonlab.competition import MAX_NEW_TOKENS
-from reasonlab.formats.csvio import DataError
+from reasonlab.formats.csvio import DataError, read_text
 from reasonlab.puzzles.registry import FAMILIES
 
 __all__ = ["DatasetRecipe", "GeneratedMix", "load_recipe"]
@@ -56,9 +56,7 @@ def load_recipe(path: str | Path) -> DatasetRecipe:
     """Read and validate a recipe; relative paths inside it are relative to the recipe's folder."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
+        raw = yaml.safe_load(read_text(path, "recipe YAML file")) or {}
     except yaml.YAMLError as err:
         raise DataError(f"{path}: not valid YAML: {err}") from None
     try:

@@ -1,25 +1,48 @@
 """Run the right solver on every row of a dataset, in parallel, never stopping on one row.
 
-Each row becomes a `SolvedRow`: the answer (empty when none), a status
-(`solved`, `unsolved`, `no_solver`, `error`) and a detail saying why or how sure.
-With `render=True` the chain-of-thought trace comes back too, so `traces` reuses
-this loop instead of repeating it.
+Each row becomes a `SolvedRow`: the answer, one status of `STATUSES` (they exclude each
+other) and a detail saying why or how sure. With `render=True` the chain-of-thought trace
+comes back too, so `traces` reuses this loop instead of repeating it.
+
+With `workers` > 1 the rows go to a process pool whose workers ignore SIGINT: Ctrl-C
+reaches the parent alone, which terminates every worker before the KeyboardInterrupt
+goes on (a run is never left half-alive, and nothing is written).
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import signal
 import traceback
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 from reasonlab.puzzles.base import PuzzleFormatError, Solution
 from reasonlab.puzzles.registry import UNKNOWN, classify, family_module
 
-__all__ = ["PREDICTION_COLUMNS", "SolvedRow", "solve_one", "solve_rows"]
+__all__ = [
+    "ANSWERED",
+    "PREDICTION_COLUMNS",
+    "SOLUTION_STATUSES",
+    "STATUSES",
+    "SolvedRow",
+    "solve_one",
+    "solve_rows",
+]
 
 PREDICTION_COLUMNS = ("id", "answer", "family", "status", "subtype", "detail")
+# Every row has exactly one status; the answer column is filled for the first three.
+STATUSES = {
+    "solved": "every rule that fits the examples gives the answer",
+    "ambiguous": "fitting rules disagree, a tie-break chose the answer",
+    "guessed": "no rule justifies an answer, a best guess is given",
+    "unsolved": "no answer",
+    "no_solver": "no family recognises the prompt, or it has no solver",
+    "error": "the solver failed (a bug, the detail says where)",
+}
+SOLUTION_STATUSES = ("solved", "ambiguous")  # a rule was found: these rows have a trace
+ANSWERED = ("solved", "ambiguous", "guessed")
 _CHUNK = 32  # rows per task sent to a worker: large enough to amortise pickling
 
 
@@ -28,11 +51,13 @@ class SolvedRow:
     id: str
     family: str
     subtype: str
-    answer: str
-    status: str  # solved | unsolved | no_solver | error
+    answer: str  # empty exactly when the status is not in ANSWERED
+    status: str  # one of STATUSES
     detail: str = ""  # the reason when unsolved, ambiguity or trace notes when solved
     ambiguous: bool = False
     alternatives: tuple[str, ...] = ()
+    candidates: int = 1  # distinct rules that fit every example (a Solution's)
+    agreeing: int = 1  # how many of them give `answer`
     trace: str | None = None  # the rendered chain of thought (render=True only)
     trace_complete: bool = True
 
@@ -64,8 +89,9 @@ def solve_one(row_id: str, prompt: str, render: bool = False) -> SolvedRow:
     try:
         outcome = module.solve(module.parse(prompt))
         if not isinstance(outcome, Solution):
-            partial = outcome.partial or ""
-            return SolvedRow(row_id, kind.family, kind.subtype, partial, "unsolved", outcome.reason)
+            status = "guessed" if outcome.partial else "unsolved"
+            answer = outcome.partial or ""
+            return SolvedRow(row_id, kind.family, kind.subtype, answer, status, outcome.reason)
         trace = module.render(outcome) if render else None
     except PuzzleFormatError as err:
         return SolvedRow(
@@ -80,10 +106,12 @@ def solve_one(row_id: str, prompt: str, render: bool = False) -> SolvedRow:
         kind.family,
         kind.subtype,
         outcome.answer,
-        "solved",
+        "ambiguous" if outcome.ambiguous else "solved",
         _solution_detail(outcome),
         ambiguous=outcome.ambiguous,
         alternatives=tuple(outcome.alternatives),
+        candidates=outcome.candidates,
+        agreeing=outcome.agreeing,
         trace=trace,
         trace_complete=outcome.trace_complete,
     )
@@ -91,6 +119,15 @@ def solve_one(row_id: str, prompt: str, render: bool = False) -> SolvedRow:
 
 def _solve_chunk(chunk: list[tuple[str, str]], render: bool) -> list[SolvedRow]:
     return [solve_one(row_id, prompt, render) for row_id, prompt in chunk]
+
+
+def _solve_chunk_star(task: tuple[list[tuple[str, str]], bool]) -> list[SolvedRow]:
+    return _solve_chunk(*task)
+
+
+def _ignore_sigint() -> None:
+    # Ctrl-C signals the whole foreground process group; only the parent should act on it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def solve_rows(
@@ -109,9 +146,19 @@ def solve_rows(
             if on_progress:
                 on_progress(len(chunk))
         return results
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        for chunk_result in pool.map(_solve_chunk, chunks, [render] * len(chunks)):
+    # multiprocessing.Pool, not ProcessPoolExecutor: terminate() stops busy workers at once,
+    # where an executor's shutdown waits for them and can hang after cancelled futures
+    # (python/cpython#94440, #125886: seen here as InvalidStateError CANCELLED on Ctrl-C).
+    pool = multiprocessing.Pool(min(workers, len(chunks) or 1), initializer=_ignore_sigint)
+    try:
+        for chunk_result in pool.imap(_solve_chunk_star, [(c, render) for c in chunks]):
             results.extend(chunk_result)
             if on_progress:
                 on_progress(len(chunk_result))
+    except BaseException:  # Ctrl-C, or a failure in on_progress: no worker outlives it
+        pool.terminate()
+        pool.join()
+        raise
+    pool.close()
+    pool.join()
     return results

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reasonlab.competition import MAX_MODEL_LEN, MAX_NEW_TOKENS, user_message
-from reasonlab.data.solve import solve_rows
+from reasonlab.data.solve import SOLUTION_STATUSES, solve_rows
 from reasonlab.metric import extract_answer, is_correct
 
 __all__ = [
@@ -103,7 +103,7 @@ def build_traces(
     for row, result in zip(rows, solved):
         tally = stats.setdefault(result.family, TraceStats())
         tally.counts["in"] += 1
-        if result.status != "solved" or result.trace is None:
+        if result.status not in SOLUTION_STATUSES or result.trace is None:
             continue
         tally.counts["solved"] += 1
         gold = row.get("answer")

@@ -33,7 +33,7 @@ from reasonlab.evaluation.backends import (
     vllm_available,
 )
 from reasonlab.evaluation.vote import VoteReport, score_outputs
-from reasonlab.formats.csvio import DataError, read_rows
+from reasonlab.formats.csvio import DataError, read_rows, read_text
 from reasonlab.formats.files import atomic_write, sha256_file
 from reasonlab.formats.jsonl import append_jsonl, read_jsonl
 from reasonlab.metric import extract_answer
@@ -152,9 +152,7 @@ def load_config_file(path: str | Path) -> dict:
     import yaml
 
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    settings = yaml.safe_load(path.read_text(encoding="utf-8")) or {}  # YAML reads JSON too
+    settings = yaml.safe_load(read_text(path, "YAML/JSON config")) or {}  # YAML reads JSON too
     if not isinstance(settings, dict):
         raise DataError(f"{path}: expected a mapping of EvalConfig fields")
     known = {f.name for f in fields(EvalConfig)}

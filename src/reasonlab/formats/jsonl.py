@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from reasonlab.formats.csvio import DataError
+from reasonlab.formats.csvio import DataError, read_text
 from reasonlab.formats.files import atomic_write
 
 __all__ = ["append_jsonl", "read_jsonl", "write_jsonl"]
@@ -20,24 +20,22 @@ __all__ = ["append_jsonl", "read_jsonl", "write_jsonl"]
 def read_jsonl(path: str | Path) -> list[dict]:
     """Every object of a JSONL file in order; blank lines are skipped."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
     rows: list[dict] = []
-    with path.open(encoding="utf-8-sig") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(
-                    f"{path}: line {line_no} is not valid JSON ({err.msg} at column {err.colno})"
-                ) from None
-            if not isinstance(row, dict):
-                raise DataError(
-                    f"{path}: line {line_no} holds a {type(row).__name__}, expected a JSON object"
-                )
-            rows.append(row)
+    # split on \n only: str.splitlines() would also cut at U+2028, which JSON leaves unescaped
+    for line_no, line in enumerate(read_text(path, "JSONL file").split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(
+                f"{path}: line {line_no} is not valid JSON ({err.msg} at column {err.colno})"
+            ) from None
+        if not isinstance(row, dict):
+            raise DataError(
+                f"{path}: line {line_no} holds a {type(row).__name__}, expected a JSON object"
+            )
+        rows.append(row)
     return rows
 
 

@@ -235,11 +235,16 @@ def _run_stages(config: DemoConfig, out: Path, stages: _Stages) -> None:
     # 8. verify: the zip against the (tiny) architecture, as the scorer will meet it
     stages.start("verify")
     verdict = verify_submission(packed.zip_path, model_dir / "config.json")
-    passed = sum(c.status == "pass" for c in verdict.checks)
+    passed = sum(c.status in ("pass", "warn") for c in verdict.checks)
     if not verdict.ok:
         failed = "; ".join(f"{c.name}: {c.detail}" for c in verdict.checks if c.status != "pass")
         raise RuntimeError(f"verify failed on the demo's own submission: {failed}")
-    stages.finish(packed.zip_path, f"{passed}/{len(verdict.checks)} checks pass")
+    warned = sum(c.status == "warn" for c in verdict.checks)
+    stages.finish(
+        packed.zip_path,
+        f"{passed}/{len(verdict.checks)} checks pass"
+        + (f" ({warned} with a warning)" if warned else ""),
+    )
 
     # 9. eval: the scorer's prompt and greedy decoding, with the exported adapter
     outputs = out / "eval_outputs.jsonl"

@@ -22,11 +22,12 @@ from pathlib import Path
 
 from reasonlab.competition import BASE_MODEL_ID
 from reasonlab.formats.csvio import DataError
-from reasonlab.formats.files import atomic_write
+from reasonlab.formats.files import atomic_path, atomic_write
 
 __all__ = [
     "ADAPTER_CONFIG",
     "ADAPTER_WEIGHTS",
+    "PARAMETER_MAP_FILE",
     "ExportResult",
     "export_adapter",
     "hub_module_name",
@@ -35,7 +36,7 @@ __all__ = [
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
-_PARAMETER_MAP_FILE = "lora_parameters.json"  # see reasonlab.training.train
+PARAMETER_MAP_FILE = "lora_parameters.json"  # written by `reasonlab train` (final and checkpoints)
 _LORA_KEY = re.compile(r"(?P<prefix>.+)\.lora_(?P<ab>[AB])\.weight")
 _PEFT_ROOT = "base_model.model."
 
@@ -71,7 +72,7 @@ def export_adapter(adapter_dir: str | Path, out_dir: str | Path) -> ExportResult
 
     adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)
     config, tensors = _read_adapter(adapter_dir)
-    map_path = adapter_dir / _PARAMETER_MAP_FILE
+    map_path = adapter_dir / PARAMETER_MAP_FILE
     wrappers = json.loads(map_path.read_text(encoding="utf-8")) if map_path.is_file() else {}
     r, alpha = int(config["r"]), config["lora_alpha"]
     if config.get("rank_pattern") or config.get("alpha_pattern"):
@@ -104,7 +105,7 @@ def export_adapter(adapter_dir: str | Path, out_dir: str | Path) -> ExportResult
             split += ab == "A"
         elif ".base_layer" in prefix or not prefix.startswith(_PEFT_ROOT):
             raise DataError(
-                f"{key}: a nested or unknown LoRA wrapper; {_PARAMETER_MAP_FILE} from `reasonlab train` "
+                f"{key}: a nested or unknown LoRA wrapper; {PARAMETER_MAP_FILE} from `reasonlab train` "
                 "must name the 3-D parameter it adapts"
             )
         else:
@@ -130,8 +131,8 @@ def export_adapter(adapter_dir: str | Path, out_dir: str | Path) -> ExportResult
         "lora_alpha": alpha,
         "inference_mode": True,
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_file(out, str(out_dir / ADAPTER_WEIGHTS), metadata={"format": "pt"})
+    with atomic_path(out_dir / ADAPTER_WEIGHTS) as tmp:  # never half an adapter in out_dir
+        save_file(out, str(tmp), metadata={"format": "pt"})
     with atomic_write(out_dir / ADAPTER_CONFIG) as f:
         json.dump(exported, f, indent=2, sort_keys=True)
         f.write("\n")

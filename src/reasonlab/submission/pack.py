@@ -40,7 +40,12 @@ def pack_adapter(adapter_dir: str | Path, zip_path: str | Path) -> PackResult:
     """Zip `adapter_config.json` and `adapter_model.safetensors` of `adapter_dir` at the root."""
     adapter_dir, zip_path = Path(adapter_dir), Path(zip_path)
     if not adapter_dir.is_dir():
-        raise DataError(f"{adapter_dir}: no such folder")
+        what = (
+            "is a file, expected the exported adapter's folder"
+            if adapter_dir.exists()
+            else "no such folder"
+        )
+        raise DataError(f"{adapter_dir}: {what}")
     pickles = sorted(p.name for p in adapter_dir.iterdir() if p.suffix in PICKLE_SUFFIXES)
     if pickles:
         raise DataError(

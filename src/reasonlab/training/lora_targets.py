@@ -23,6 +23,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
+from reasonlab.competition import UNAPPLIED_LORA_TARGETS
+
 __all__ = ["PRESETS", "Preset", "ResolvedTargets", "adapted_names", "resolve_targets"]
 
 Preset = Literal[
@@ -41,10 +43,6 @@ _MODULE_PATTERNS: dict[str, re.Pattern[str]] = {
 _PARAMETER_PATTERNS: dict[str, re.Pattern[str]] = {
     "routed_experts": re.compile(r"model\.layers\.\d+\.mixer\.experts\.(up|down)_proj"),
 }
-
-
-# Loaded but never applied by the scorer's vLLM (conv1d), or the router, which must stay frozen.
-_NEVER_TARGETED = ("conv1d", "gate")
 
 
 @dataclass(frozen=True)
@@ -81,7 +79,7 @@ def resolve_targets(model, presets: list[str] | tuple[str, ...]) -> ResolvedTarg
             parameters[preset] = found
         if not found:
             raise ValueError(f"LoRA target preset {preset!r} matches nothing in this model")
-        bad = [n for n in found if n.rsplit(".", 1)[-1] in _NEVER_TARGETED]
+        bad = [n for n in found if n.rsplit(".", 1)[-1] in UNAPPLIED_LORA_TARGETS]
         if bad:  # a guard on the patterns above, which must never reach these
             raise ValueError(f"preset {preset!r} would target forbidden modules {bad[:3]}")
     return ResolvedTargets(modules, parameters)

@@ -125,11 +125,13 @@ def load_recipe(path: str | Path | None, overrides: dict[str, Any] | None = None
     data: dict[str, Any] = {}
     source = str(path) if path else "(flags)"
     if path is not None:
+        from reasonlab.formats.csvio import DataError, read_text
+
         path = Path(path)
-        if not path.is_file():
-            raise RecipeError(f"{path}: no such recipe file")
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            data = yaml.safe_load(read_text(path, "recipe YAML file")) or {}
+        except DataError as err:  # missing, a folder, not UTF-8
+            raise RecipeError(str(err)) from None
         except yaml.YAMLError as err:
             raise RecipeError(f"{path}: not valid YAML ({err})") from None
         if not isinstance(data, dict):

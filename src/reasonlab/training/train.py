@@ -29,6 +29,7 @@ from reasonlab.formats.chat import IGNORE_INDEX, sft_example, tokenize_example
 from reasonlab.formats.csvio import DataError
 from reasonlab.formats.files import atomic_write
 from reasonlab.formats.jsonl import read_jsonl
+from reasonlab.training.checkpoints import write_beside_checkpoints
 from reasonlab.training.engine import EnginePaths, apply_fast_path, check, resolve_paths
 from reasonlab.training.lora_targets import adapted_names, resolve_targets
 from reasonlab.training.recipe import TrainRecipe, save_recipe
@@ -331,8 +332,14 @@ def train(
 
         isolate_packed_sequences(model)
         collator = collate_packed
+    # every checkpoint-N/ gets the wrapper map too, so `reasonlab export` takes any of them
+    exportable = write_beside_checkpoints({PARAMETER_MAP_FILE: parameter_wrappers(model)})
     trainer = Trainer(
-        model=model, args=args, train_dataset=rows, data_collator=collator, callbacks=[probe]
+        model=model,
+        args=args,
+        train_dataset=rows,
+        data_collator=collator,
+        callbacks=[probe, exportable],
     )
     last = _last_checkpoint(out) if resume else None
     if resume:
