@@ -30,13 +30,24 @@ def train(
     resume: Annotated[
         bool, typer.Option(help="continue from the last checkpoint in output_dir")
     ] = False,
+    init_adapter: Annotated[
+        str | None,
+        typer.Option(help="start from this trained adapter's weights (overrides `init_adapter`)"),
+    ] = None,
 ) -> None:
     """LoRA SFT from a recipe; flags override the recipe's fields of the same meaning."""
     from reasonlab.training.recipe import RecipeError, load_recipe
 
     with user_errors(RecipeError):
         recipe = load_recipe(
-            config, {"model": model, "data": data, "output_dir": output_dir, "max_steps": max_steps}
+            config,
+            {
+                "model": model,
+                "data": data,
+                "output_dir": output_dir,
+                "max_steps": max_steps,
+                "init_adapter": init_adapter,
+            },
         )
     from reasonlab.training.train import is_main_process
     from reasonlab.training.train import train as run_training

@@ -88,6 +88,11 @@ class TrainRecipe(BaseModel):
     save_steps: int = Field(200, ge=1)
     save_total_limit: int = Field(2, ge=1)
     report_to: Literal["tensorboard", "none"] = "tensorboard"
+    init_adapter: str | None = Field(
+        None,
+        description="a native adapter folder (what `train` writes) to continue from: its LoRA "
+        "weights start the run; its rank, alpha and targets must be this recipe's",
+    )
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:

@@ -189,6 +189,11 @@ def train(
             f"PEFT wrapped {sorted(set(adapted) ^ requested)} unlike the resolved targets"
         )
     echo(f"adapted {len(adapted)} modules/parameters: " + ", ".join(adapted))
+    if recipe.init_adapter:  # continue from a trained adapter (a STaR round)
+        from reasonlab.training.warm_start import load_adapter_weights
+
+        loaded = load_adapter_weights(model, recipe.init_adapter, recipe.lora)
+        echo(f"continuing from {recipe.init_adapter}: {loaded} LoRA tensors loaded")
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     echo(f"trainable parameters: {trainable:,}")
     probe, grad_norms = _gradient_probe(model, adapted)
