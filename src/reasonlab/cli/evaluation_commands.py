@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from reasonlab.cli.common import console, fail, user_errors
+from reasonlab.cli.common import console, fail, text_or_file, user_errors
 
 if TYPE_CHECKING:
     from reasonlab.evaluation.vote import VoteReport
@@ -189,8 +189,8 @@ def eval_command(
         "samples": samples, "temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens,
         "max_model_len": max_model_len, "limit": limit, "per_family": per_family, "batch_size": batch_size,
         "seed": seed, "url": url, "served_model": served_model, "concurrency": concurrency,
-        "api": api, "system_prompt": _text_or_file(system_prompt),
-        "instruction_template": _text_or_file(instruction_template), "usd_per_mtok_in": usd_per_mtok_in,
+        "api": api, "system_prompt": text_or_file(system_prompt),
+        "instruction_template": text_or_file(instruction_template), "usd_per_mtok_in": usd_per_mtok_in,
         "usd_per_mtok_out": usd_per_mtok_out, "max_cost_usd": max_cost_usd, "only_missing": only_missing,
         "max_samples_per_row": max_samples_per_row,
     }  # fmt: skip
@@ -227,16 +227,6 @@ def eval_command(
         )
     elif result.stopped == "interrupted":
         raise fail("interrupted: the requests in flight were written; rerun to resume", code=130)
-
-
-def _text_or_file(value: str | None) -> str | None:
-    """`@path` reads a prompt from a file (multi-line prompts are awkward as flags)."""
-    if value is None or not value.startswith("@"):
-        return value
-    path = Path(value[1:])
-    if not path.is_file():
-        raise fail(f"{path}: no such file (a prompt given as @FILE)")
-    return path.read_text(encoding="utf-8")
 
 
 def vote_command(

@@ -1,4 +1,4 @@
-"""Plans that compose the stages: `budget` (what a $5, $100 or $15,000 run buys) and `demo`."""
+"""Plans that compose the stages: `budget` (what a $5, $100 or $15,000 run buys), `star`, `demo`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from reasonlab.cli.common import console, fail, user_errors
+from reasonlab.cli.common import console, fail, text_or_file, user_errors
 
 __all__ = ["register"]
 
@@ -89,7 +89,99 @@ def demo_command(
         run_demo(DemoConfig(out_dir=out_dir), console=console)
 
 
+def star_command(
+    base: Annotated[str, typer.Option("--base", help="base model folder")],
+    rows: Annotated[
+        Path, typer.Option("--rows", help="CSV id,prompt,answer: the rows sampled each round")
+    ],
+    heldout: Annotated[
+        Path, typer.Option("--heldout", help="CSV id,prompt,answer never trained on")
+    ],
+    sft: Annotated[Path, typer.Option("--sft", help="the SFT set round 1 merges into")],
+    recipe: Annotated[
+        Path, typer.Option("--recipe", help="training YAML (model/data/output_dir set per round)")
+    ],
+    out_dir: Annotated[Path, typer.Option("-o", "--output", help="folder of the rounds")],
+    adapter: Annotated[
+        Path | None,
+        typer.Option("--adapter", help="native adapter to start from (default: the base model)"),
+    ] = None,
+    rounds: Annotated[int, typer.Option("--rounds", help="rounds to run (more continue)")] = 2,
+    samples: Annotated[int, typer.Option("--samples", "-k", help="tries per row per round")] = 4,
+    temperature: Annotated[float, typer.Option("--temperature", help="> 0")] = 0.7,
+    top_p: Annotated[float, typer.Option("--top-p")] = 1.0,
+    max_new_tokens: Annotated[
+        int, typer.Option("--max-new-tokens", help="per try; longer tries are not kept")
+    ] = 7680,
+    heldout_max_new_tokens: Annotated[
+        int, typer.Option("--heldout-max-new-tokens", help="held-out eval; scorer: 7680")
+    ] = 7680,
+    backend: Annotated[
+        str, typer.Option("--backend", help="auto (vllm if installed, else hf) | hf | vllm")
+    ] = "auto",
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="hf: prompts per generate call")
+    ] = 8,
+    rationalize: Annotated[
+        bool,
+        typer.Option(
+            "--rationalize",
+            help="ask rows with no right try again, the gold answer given as a hint "
+            "(kept traces must not mention it)",
+        ),
+    ] = False,
+    hint_template: Annotated[
+        str | None,
+        typer.Option(
+            "--hint-template", help="rationalization prompt with {prompt} and {answer} (or @FILE)"
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+) -> None:
+    """Self-improvement rounds (STaR): sample, keep the right tries, merge, train on, measure.
+
+    Each round gets its own folder under -o; a rerun resumes at the first unfinished step.
+    """
+    from reasonlab.evaluation.backends import BackendError
+    from reasonlab.plans.star import HINT_TEMPLATE, StarConfig, run_star
+    from reasonlab.training.recipe import RecipeError
+
+    with user_errors(ValueError, BackendError, RecipeError):
+        config = StarConfig(
+            base=base, rows=rows, heldout=heldout, sft=sft, recipe=recipe, out_dir=out_dir,
+            adapter=adapter, rounds=rounds, samples=samples, temperature=temperature, top_p=top_p,
+            max_new_tokens=max_new_tokens, heldout_max_new_tokens=heldout_max_new_tokens,
+            backend=backend, batch_size=batch_size, rationalize=rationalize,
+            hint_template=text_or_file(hint_template) or HINT_TEMPLATE, seed=seed,
+        )  # fmt: skip
+        summaries = run_star(config, echo=console.print, progress=True)
+    print_star_table(summaries)
+
+
+def print_star_table(summaries: list[dict]) -> None:
+    """One line per round: what it sampled, kept and gained, and the held-out accuracy."""
+    from reasonlab.plans.star import gained_text
+
+    groups = list(summaries[0]["heldout_accuracy"])  # "all" and the held-out set's families
+    table = Table(title="STaR rounds", caption="held-out: greedy, sample 0, as the scorer")
+    columns = ("round", "tries", "right", "kept", "duplicates", "gained", "SFT rows", "loss")
+    for column in columns + tuple(f"held-out {g}" for g in groups):
+        table.add_column(column, justify="left" if column == "gained" else "right")
+    for s in summaries:
+        tries = s.get("tries")
+        right = f"{s['right_tries'] / tries:.1%}" if tries else "-"
+        loss = " -> ".join(f"{x:.2f}" for x in s.get("train_loss", [])) or "-"
+        cells = [
+            str(s["round"]), str(tries or "-"), right, str(s.get("kept", "-")),
+            str(s.get("duplicates", "-")), gained_text(s.get("gained", {})), str(s["sft_rows"]), loss,
+        ]  # fmt: skip
+        cells += [f"{s['heldout_accuracy'].get(g, 0.0):.1%}" for g in groups]
+        table.add_row(*cells)
+    console.print(table)
+
+
 def register(app: typer.Typer) -> None:
     """Add the plan commands to the app."""
     app.command()(budget)
+    app.command("star")(star_command)
     app.command("demo")(demo_command)

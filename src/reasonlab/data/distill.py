@@ -21,7 +21,7 @@ from reasonlab.formats.chat import completion_text
 from reasonlab.formats.csvio import DataError
 from reasonlab.metric import extract_answer, is_correct
 
-__all__ = ["DistillResult", "Reason", "distill", "keep_reason"]
+__all__ = ["DistillResult", "Reason", "distill", "keep_reason", "merge_sft"]
 
 Keep = Literal["shortest", "all"]
 # Why a generation is (not) kept, in the order the checks run.
@@ -104,3 +104,29 @@ def distill(
             )
     result.counts["kept"] = len(result.rows)
     return result
+
+
+def merge_sft(
+    previous: Iterable[Mapping], kept: Iterable[Mapping]
+) -> tuple[list[dict], Counter, int]:
+    """One SFT set from an existing one and newly kept rows, one row per puzzle.
+
+    A puzzle is its user message (the scorer's prompt), so the same puzzle under two ids
+    is one puzzle. The existing rows come first and stay; a kept row whose puzzle is
+    already there is dropped. Returns (rows, rows gained per family, rows dropped).
+    """
+    seen: set[str] = set()
+    merged: list[dict] = []
+    gained: Counter = Counter()
+    dropped = 0
+    for source, rows in (("previous", previous), ("kept", kept)):
+        for row in rows:
+            puzzle = row["messages"][0]["content"]
+            if puzzle in seen:
+                dropped += 1
+                continue
+            seen.add(puzzle)
+            merged.append(dict(row))
+            if source == "kept":
+                gained[row.get("family") or "unknown"] += 1
+    return merged, gained, dropped
