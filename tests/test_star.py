@@ -3,8 +3,8 @@
 The tiny model cannot solve a puzzle. Round 1 trains it on four rows whose answer is 7
 (puzzles made for this test: "what is 3 + 4?" and identity unit conversions), so it learns
 to close its thinking at once and answer `\\boxed{7}`, which is right on the row set's other
-answer-7 puzzles: round 2 keeps them (rows gained) and drops those already in the SFT set
-(duplicates). On the held-out
+answer-7 puzzles: round 2 keeps them (rows gained), one of them twice under two ids (a
+duplicate, dropped). Rows already in the SFT set are never sampled. On the held-out
 set (real generated puzzles) its accuracy is what it is, about zero, and reported as such.
 """
 
@@ -17,7 +17,7 @@ import pytest
 
 from reasonlab.data.distill import merge_sft
 from reasonlab.data.traces import sft_row
-from reasonlab.formats.csvio import write_rows
+from reasonlab.formats.csvio import read_rows, write_rows
 from reasonlab.formats.jsonl import read_jsonl, write_jsonl
 from reasonlab.plans.star import FILES, STEPS, StarConfig, round_dir, run_star
 
@@ -64,8 +64,9 @@ def star_inputs(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("star")
     sums, units = [_sum_row(i) for i in range(5)], [_unit_row(i) for i in range(3)]
     wrong = [_sum_row(i, total=5) for i in (1, 2)]  # answer 5: the constant answer misses
-    write_rows(root / "rows.csv", sums + units + wrong, ("id", "prompt", "answer"))
-    seed_rows = sums[:3] + units[:1]  # already in the SFT set: their kept tries are duplicates
+    again = {**sums[4], "id": "sum7-4-again"}  # one puzzle under two ids
+    write_rows(root / "rows.csv", sums + units + wrong + [again], ("id", "prompt", "answer"))
+    seed_rows = sums[:3] + units[:1]  # already in the SFT set: not sampled
     write_jsonl(
         root / "sft.jsonl",
         [
@@ -129,7 +130,9 @@ def test_every_round_writes_its_folder(two_rounds):
         assert (folder / "train" / "adapter" / "adapter_model.safetensors").is_file()
         assert (folder / "export" / "adapter_config.json").is_file()
         summary = json.loads((folder / FILES["summary"]).read_text())
-        assert summary["tries"] == 10 * 3 and summary["heldout_rows"] == 4
+        assert summary["tries"] == 7 * 3 and summary["heldout_rows"] == 4  # 11 rows, 4 covered
+        sampled = {row["id"] for row in read_rows(folder / FILES["rows"])}
+        assert not sampled & {"sum7-0", "sum7-1", "sum7-2", "unit-0"}
     assert (round_dir(out, 0) / FILES["heldout"]).is_file()  # the base model, measured first
     assert len(json.loads((out / "rounds.json").read_text())) == 3
 
@@ -138,9 +141,9 @@ def test_right_tries_are_gained_and_duplicates_dropped(two_rounds):
     out, _, _ = two_rounds
     first, second = (json.loads((round_dir(out, n) / FILES["summary"]).read_text()) for n in (1, 2))
     assert first["kept"] == 0 and first["sft_rows"] == 4  # the random model: nothing right
-    # Round 2: the trained adapter answers 7 on answer-7 puzzles; the new ones are gained.
+    # Round 2: the trained adapter answers 7 on answer-7 puzzles: gained, one puzzle once.
     assert second["kept"] > 0 and sum(second["gained"].values()) > 0
-    assert second["duplicates"] > 0  # right on puzzles already in the set: dropped
+    assert second["duplicates"] == 1  # sum7-4 and sum7-4-again are one puzzle
     assert second["kept"] == sum(second["gained"].values()) + second["duplicates"]
     merged = read_jsonl(round_dir(out, 2) / FILES["sft"])
     puzzles = [row["messages"][0]["content"] for row in merged]

@@ -371,6 +371,24 @@ def test_only_missing_sends_nothing_for_covered_rows(cli, tiny_model, data, tmp_
     assert len(distill(read_jsonl(out), read_rows(data)).rows) == 6
 
 
+def test_only_missing_skips_rows_the_solver_traces_cover(cli, tiny_model, data, tmp_path, server):
+    """--covered-by: a teacher pays only for the rows an SFT set (the solver traces) lacks."""
+    from reasonlab.data.traces import sft_row
+    from reasonlab.formats.jsonl import write_jsonl
+
+    url, state = server
+    rows = read_rows(data)
+    traces = tmp_path / "traces.jsonl"
+    write_jsonl(traces, [sft_row("other-id", "", r["prompt"], "\\boxed{1}") for r in rows[:4]])
+    out = tmp_path / "o.jsonl"
+    flags = [*teacher_flags(url), "--only-missing", "--covered-by", traces]
+    result = cli("eval", data, "--base", tiny_model, "-o", out, *flags)
+    assert sorted(keys(out)) == [(rows[4]["id"], 0), (rows[5]["id"], 0)]
+    assert len(state["requests"]) == 2 and "4 row(s) already covered" in " ".join(
+        result.output.split()
+    )
+
+
 def test_only_missing_stops_at_the_samples_per_row(tiny_model, data, tmp_path, server):
     """A row that stays wrong gets exactly max_samples_per_row samples, in waves of K."""
     url, state = server

@@ -175,6 +175,14 @@ def eval_command(
             "--max-samples-per-row", help="with --only-missing: samples per row at most (default K)"
         ),
     ] = None,
+    covered_by: Annotated[
+        Path | None,
+        typer.Option(
+            "--covered-by",
+            help="with --only-missing: rows whose puzzle this SFT JSONL holds (e.g. the solver "
+            "traces) count as covered",
+        ),
+    ] = None,
     config: Annotated[
         Path | None,
         typer.Option("--config", help="YAML/JSON of EvalConfig fields; flags override it"),
@@ -192,7 +200,7 @@ def eval_command(
         "api": api, "system_prompt": text_or_file(system_prompt),
         "instruction_template": text_or_file(instruction_template), "usd_per_mtok_in": usd_per_mtok_in,
         "usd_per_mtok_out": usd_per_mtok_out, "max_cost_usd": max_cost_usd, "only_missing": only_missing,
-        "max_samples_per_row": max_samples_per_row,
+        "max_samples_per_row": max_samples_per_row, "covered_by": covered_by,
     }  # fmt: skip
     with user_errors(ValueError, BackendError):
         settings = load_config_file(config) if config else {}

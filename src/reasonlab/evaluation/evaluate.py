@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
-from reasonlab.competition import MAX_MODEL_LEN, MAX_NEW_TOKENS, SCORER_SAMPLING
+from reasonlab.competition import MAX_MODEL_LEN, MAX_NEW_TOKENS, SCORER_SAMPLING, user_message
 from reasonlab.evaluation.backends import (
     BACKENDS,
     Backend,
@@ -94,10 +94,12 @@ class EvalConfig:
     max_cost_usd: float | None = None  # openai: stop before the outputs file costs more
     only_missing: bool = False  # sample only rows without a generation distill would keep
     max_samples_per_row: int | None = None  # only_missing: samples per row at most (default K)
+    # only_missing: rows whose puzzle this SFT JSONL holds count as covered (solver traces)
+    covered_by: Path | None = None
 
     def __post_init__(self) -> None:
         # Accept strings from YAML/CLI; store Paths.
-        for name in ("data", "output", "adapter"):
+        for name in ("data", "output", "adapter", "covered_by"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, Path):
                 object.__setattr__(self, name, Path(value))
@@ -144,8 +146,9 @@ class EvalConfig:
                     "max_cost_usd needs a positive cap and usd_per_mtok_in / usd_per_mtok_out "
                     "(the prices that turn tokens into dollars)"
                 )
-        if self.max_samples_per_row is not None and not self.only_missing:
-            raise ValueError("max_samples_per_row applies with only_missing")
+        for name in ("max_samples_per_row", "covered_by"):
+            if getattr(self, name) is not None and not self.only_missing:
+                raise ValueError(f"{name} applies with only_missing")
 
     def prices(self) -> Prices:
         return Prices(self.usd_per_mtok_in, self.usd_per_mtok_out)
@@ -400,6 +403,9 @@ def _evaluate_locked(
 
     for line in read_jsonl(config.output) if outputs_exist else []:
         record(line)
+    if config.covered_by is not None:  # an SFT row's key for its puzzle: the user message
+        traced = {row["messages"][0]["content"] for row in read_jsonl(config.covered_by)}
+        covered |= {row["id"] for row in rows if user_message(row["prompt"]) in traced}
     wanted = {row["id"] for row in rows}
     skipped = sum(
         len({s for s in done.get(row_id, ()) if s < config.samples_per_row}) for row_id in wanted

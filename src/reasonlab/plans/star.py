@@ -4,7 +4,8 @@ Round 0 measures the starting adapter (or the base model) on the held-out set. E
 r >= 1 then runs these steps in `OUT/round-NN/`, each the same library call its command
 makes:
 
-    generate     K samples at temperature > 0 with the current adapter on the row set  (eval)
+    generate     K samples at temperature > 0 with the current adapter on the rows whose
+                 puzzle is not in the SFT set yet (all rows with skip_covered off)    (eval)
     rationalize  optional: rows with no right sample, asked again with the gold answer as a
                  hint; a kept trace must not mention the hint, and is paired with the
                  scorer's prompt, which has none                                      (eval)
@@ -28,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from reasonlab.competition import MAX_NEW_TOKENS, PROMPT_SUFFIX
+from reasonlab.competition import MAX_NEW_TOKENS, PROMPT_SUFFIX, user_message
 from reasonlab.evaluation.backends import BACKENDS, BackendName
 from reasonlab.formats.files import atomic_write
 
@@ -63,6 +64,7 @@ class StarConfig:
     heldout_max_new_tokens: int = MAX_NEW_TOKENS  # the scorer's
     backend: BackendName = "auto"  # vllm where installed, else hf
     batch_size: int = 8  # hf: prompts per generate call
+    skip_covered: bool = True  # rows already in the SFT set are not sampled (tries wasted)
     rationalize: bool = False
     hint_template: str = HINT_TEMPLATE
     seed: int = 0  # round r samples with seed + r: new tries each round
@@ -104,6 +106,7 @@ def round_dir(out_dir: Path, number: int) -> Path:
 
 # What each round folder holds (round 0: export, heldout, report, state, summary).
 FILES = {
+    "rows": "rows.csv",  # the rows sampled this round
     "generate": "generate.jsonl",  # eval outputs: K tries per row
     "hint_rows": "rationalize_rows.csv",  # rows without a right try (rationalize)
     "rationalize": "rationalize.jsonl",  # eval outputs with the hint
@@ -219,12 +222,24 @@ def _sampling(rnd: _Round) -> dict:
 
 def _generate(rnd: _Round, echo: Echo, progress: bool) -> None:
     from reasonlab.evaluation.evaluate import evaluate
+    from reasonlab.formats.csvio import read_rows, write_rows
+    from reasonlab.formats.jsonl import read_jsonl
 
-    _, exported = rnd.start_adapter()
-    config = _eval_config(
-        rnd, data=rnd.config.rows, output=rnd.file("generate"), adapter=exported, **_sampling(rnd)
-    )
-    evaluate(config, progress=progress)
+    rows = read_rows(rnd.config.rows, required=("id", "prompt", "answer"))
+    sampled = rows
+    if rnd.config.skip_covered:  # the SFT set's key for a puzzle: its user message
+        covered = {row["messages"][0]["content"] for row in read_jsonl(rnd.start_sft())}
+        sampled = [row for row in rows if user_message(row["prompt"]) not in covered]
+    write_rows(rnd.file("rows"), sampled, ("id", "prompt", "answer"))
+    echo(f"  sampling {len(sampled)} row(s); {len(rows) - len(sampled)} already in the SFT set")
+    rnd.file("generate").touch()  # exists even when nothing is left to sample
+    if sampled:
+        _, exported = rnd.start_adapter()
+        config = _eval_config(
+            rnd, data=rnd.file("rows"), output=rnd.file("generate"), adapter=exported,
+            **_sampling(rnd),
+        )  # fmt: skip
+        evaluate(config, progress=progress)
 
 
 def _rationalize(rnd: _Round, echo: Echo, progress: bool) -> None:
@@ -236,7 +251,7 @@ def _rationalize(rnd: _Round, echo: Echo, progress: bool) -> None:
     from reasonlab.formats.csvio import read_rows, write_rows
     from reasonlab.formats.jsonl import read_jsonl
 
-    rows = read_rows(rnd.config.rows, required=("id", "prompt", "answer"))
+    rows = read_rows(rnd.file("rows"), required=("id", "prompt", "answer"))
     gold = {row["id"]: row["answer"] for row in rows}
     right = {
         line["id"]
