@@ -72,6 +72,33 @@ def test_resume_continues_from_the_last_checkpoint(train_cli, trained):
     assert len(summary["losses"]) == 10  # the restored history plus steps 9 and 10
 
 
+def test_init_adapter_continues_from_the_trained_weights(train_cli, trained, tmp_path):
+    """One step from the trained adapter starts at the trained loss, not the random one."""
+    root, _ = trained
+    first = json.loads((root / "train" / "adapter" / "training_summary.json").read_text())["losses"]
+    adapter = root / "train" / "adapter"
+    output = train_cli(
+        tmp_path / "next", "--max-steps", "1", "--init-adapter", adapter, model=root / "tiny"
+    ).output
+    assert "continuing from" in output and "30 LoRA tensors loaded" in output
+    (loss,) = json.loads((tmp_path / "next" / "adapter" / "training_summary.json").read_text())[
+        "losses"
+    ]
+    assert loss < first[0] - 0.2  # same first batch (same seed), trained weights
+
+
+def test_init_adapter_of_another_shape_is_refused(cli, trained, tmp_path):
+    root, _ = trained
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        f"model: {root / 'tiny'}\ndata: {root / 'tiny' / 'toy_sft.jsonl'}\noutput_dir: {tmp_path}\n"
+        f"init_adapter: {root / 'train' / 'adapter'}\nlora:\n  r: 4\n  alpha: 16\n"
+        "precision: fp32\nreport_to: none\n"
+    )
+    result = cli("train", recipe, expect=1)
+    assert "init_adapter" in result.output and "r=8" in result.output
+
+
 @pytest.mark.parametrize(
     ("model", "data", "message"),
     [

@@ -6,11 +6,21 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import typer
 from rich.console import Console
 
-__all__ = ["Progress", "console", "echo", "err_console", "fail", "progress_bar", "user_errors"]
+__all__ = [
+    "Progress",
+    "console",
+    "echo",
+    "err_console",
+    "fail",
+    "progress_bar",
+    "text_or_file",
+    "user_errors",
+]
 
 # Off a terminal (logs, CI, pipes) rich would wrap tables at 80 columns; logs can be wider.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -104,3 +114,13 @@ def progress_bar(total: int | None, description: str) -> Iterator[Progress]:
         *columns, console=err_console, transient=True, disable=not err_console.is_terminal
     ) as progress:
         yield Progress(progress, description, total)
+
+
+def text_or_file(value: str | None) -> str | None:
+    """`@path` reads a prompt from a file (multi-line prompts are awkward as flags)."""
+    if value is None or not value.startswith("@"):
+        return value
+    path = Path(value[1:])
+    if not path.is_file():
+        raise fail(f"{path}: no such file (a prompt given as @FILE)")
+    return path.read_text(encoding="utf-8")

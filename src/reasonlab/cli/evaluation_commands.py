@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from reasonlab.cli.common import console, fail, user_errors
+from reasonlab.cli.common import console, fail, text_or_file, user_errors
 
 if TYPE_CHECKING:
     from reasonlab.evaluation.vote import VoteReport
@@ -124,6 +124,65 @@ def eval_command(
     concurrency: Annotated[
         int, typer.Option("--concurrency", help="openai: requests in flight")
     ] = 16,
+    api: Annotated[
+        str,
+        typer.Option(
+            "--api",
+            help="openai: completions (our rendered prompt, the scorer's bytes) | chat "
+            "(messages; the server renders: hosted teachers)",
+        ),
+    ] = "completions",
+    system_prompt: Annotated[
+        str | None,
+        typer.Option(
+            "--system-prompt", help="a teacher's system prompt (text, or @FILE); default none"
+        ),
+    ] = None,
+    instruction_template: Annotated[
+        str | None,
+        typer.Option(
+            "--instruction-template",
+            help="the user message, with {prompt} (the puzzle) and {answer} (gold) filled in "
+            "(text, or @FILE); default: the scorer's (puzzle + its boxed-answer suffix)",
+        ),
+    ] = None,
+    usd_per_mtok_in: Annotated[
+        float, typer.Option("--usd-per-mtok-in", help="openai: your USD per 1M prompt tokens")
+    ] = 0.0,
+    usd_per_mtok_out: Annotated[
+        float,
+        typer.Option("--usd-per-mtok-out", help="openai: your USD per 1M completion tokens"),
+    ] = 0.0,
+    max_cost_usd: Annotated[
+        float | None,
+        typer.Option(
+            "--max-cost-usd",
+            help="openai: stop before this output file's spend (all runs) could exceed it; "
+            "each request in flight counts at its worst case (prompt + max tokens)",
+        ),
+    ] = None,
+    only_missing: Annotated[
+        bool,
+        typer.Option(
+            "--only-missing",
+            help="sample only rows without a right, complete, in-budget output in -o "
+            "(K more per pass, passes until covered or --max-samples-per-row)",
+        ),
+    ] = False,
+    max_samples_per_row: Annotated[
+        int | None,
+        typer.Option(
+            "--max-samples-per-row", help="with --only-missing: samples per row at most (default K)"
+        ),
+    ] = None,
+    covered_by: Annotated[
+        Path | None,
+        typer.Option(
+            "--covered-by",
+            help="with --only-missing: rows whose puzzle this SFT JSONL holds (e.g. the solver "
+            "traces) count as covered",
+        ),
+    ] = None,
     config_file: Annotated[
         Path | None,
         typer.Option("--config", help="YAML/JSON of EvalConfig fields; flags override it"),
@@ -144,6 +203,10 @@ def eval_command(
         "samples": samples, "temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens,
         "max_model_len": max_model_len, "limit": limit, "per_family": per_family, "batch_size": batch_size,
         "seed": seed, "url": url, "served_model": served_model, "concurrency": concurrency,
+        "api": api, "system_prompt": text_or_file(system_prompt),
+        "instruction_template": text_or_file(instruction_template), "usd_per_mtok_in": usd_per_mtok_in,
+        "usd_per_mtok_out": usd_per_mtok_out, "max_cost_usd": max_cost_usd, "only_missing": only_missing,
+        "max_samples_per_row": max_samples_per_row, "covered_by": covered_by,
     }  # fmt: skip
     with user_errors(ValueError, BackendError):
         settings = load_config_file(config_file) if config_file else {}
@@ -164,12 +227,24 @@ def eval_command(
                 "will be (nearly) identical; pass --temperature for a meaningful vote"
             )
         result = evaluate(config, progress=True)
+    covered = f", {result.covered} row(s) already covered" if config.only_missing else ""
     console.print(
-        f"{result.generated} new output(s), {result.skipped} already in {result.outputs} "
-        f"(config: {result.config_path})"
+        f"{result.generated} new output(s), {result.skipped} already in {result.outputs}"
+        f"{covered} (config: {result.config_path})"
     )
+    if result.spend is not None:
+        from reasonlab.evaluation.spend import describe
+
+        console.print(describe(result.spend))
     if result.report is not None:
         print_vote_table(result.report, title=f"eval: {result.outputs.name}")
+    if result.stopped == "cap":
+        console.print(
+            "[yellow]stopped at the cost cap:[/] the next request's worst case would cross it; "
+            "raise --max-cost-usd and rerun to continue (nothing is paid twice)"
+        )
+    elif result.stopped == "interrupted":
+        raise fail("interrupted: the requests in flight were written; rerun to resume", code=130)
 
 
 def vote_command(

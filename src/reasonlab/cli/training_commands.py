@@ -40,6 +40,10 @@ def train(
             "packing, loss, optimizer) and the rows and tokens per step; load no weights, train nothing",
         ),
     ] = False,
+    init_adapter: Annotated[
+        str | None,
+        typer.Option(help="start from this trained adapter's weights (overrides `init_adapter`)"),
+    ] = None,
 ) -> None:
     """LoRA SFT from a recipe; flags override the recipe's fields of the same meaning."""
     from reasonlab.formats.files import check_outputs
@@ -47,7 +51,14 @@ def train(
 
     with user_errors(RecipeError):
         recipe = load_recipe(
-            config, {"model": model, "data": data, "output_dir": output_dir, "max_steps": max_steps}
+            config,
+            {
+                "model": model,
+                "data": data,
+                "output_dir": output_dir,
+                "max_steps": max_steps,
+                "init_adapter": init_adapter,
+            },
         )
         if Path(recipe.data).is_dir():
             raise RecipeError(f"data: {recipe.data}: is a folder, expected an SFT JSONL file")

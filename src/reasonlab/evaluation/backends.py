@@ -4,22 +4,19 @@ Each backend takes `Request`s (the rendered prompt, its token ids, a per-request
 new tokens and a seed) and hands every finished `Generation` to a callback as soon as it
 exists, so the caller can append it to disk and a killed run loses only what was in flight.
 The prompt text is always rendered by us with the base tokenizer's chat template, so all
-three backends see exactly the bytes the scorer's vLLM sees.
+three backends see exactly the bytes the scorer's vLLM sees (the HTTP backend's `chat`
+mode, for hosted teachers, is the one exception: there the server renders). This module
+holds the shared types and the two local engines; `openai_backend` the HTTP one.
 """
 
 from __future__ import annotations
 
-import asyncio
-import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import Literal, Protocol
 
 from reasonlab.competition import SCORER_ENGINE
-
-if TYPE_CHECKING:
-    import httpx
 
 __all__ = [
     "BACKENDS",
@@ -28,7 +25,6 @@ __all__ = [
     "BackendName",
     "Generation",
     "HFBackend",
-    "OpenAIBackend",
     "Request",
     "VLLMBackend",
     "vllm_available",
@@ -58,6 +54,7 @@ class Generation:
     text: str  # special tokens skipped, stop token excluded (vLLM's defaults)
     output_tokens: int  # counts the stop token, as vLLM's max_tokens does
     finish_reason: str  # "stop" (end of turn) or "length" (hit max_new_tokens)
+    usage: tuple[int, int] | None = None  # (prompt, completion) tokens a server billed
 
 
 Emit = Callable[[Generation], None]
@@ -66,8 +63,12 @@ Emit = Callable[[Generation], None]
 class Backend(Protocol):
     name: str
 
-    def generate(self, requests: Sequence[Request], emit: Emit) -> None:
-        """Generate every request, calling `emit` once per finished one (any order)."""
+    def generate(self, requests: Sequence[Request], emit: Emit) -> str | None:
+        """Generate the requests, calling `emit` once per finished one (any order).
+
+        Returns why it stopped before the end ("cap": the cost cap; "interrupted": a
+        signal, in-flight requests drained), or None when every request was generated.
+        """
 
 
 # ---------------------------------------------------------------- transformers
@@ -168,6 +169,7 @@ class HFBackend:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(eos_ids)
 
     def generate(self, requests: Sequence[Request], emit: Emit) -> None:
+        """Batches in order; a kill loses the batch in flight (nothing was paid for)."""
         # Longest first: similar lengths share a batch (less padding), and memory runs out early.
         ordered = sorted(requests, key=lambda r: len(r.prompt_ids), reverse=True)
         for start in range(0, len(ordered), self.batch_size):
@@ -283,114 +285,3 @@ class VLLMBackend:
                         "length" if done.finish_reason == "length" else "stop",
                     )
                 )
-
-
-# ---------------------------------------------------------------- OpenAI-compatible HTTP
-class OpenAIBackend:
-    """POST /v1/completions with our rendered prompt; async, bounded concurrency, retries.
-
-    The completions endpoint (not chat) is used so the server never applies its own chat
-    template: the bytes it sees are the scorer's. Retries back off exponentially on 429,
-    5xx, timeouts and dropped connections; any other error ends the run at once.
-    """
-
-    name = "openai"
-    retry_status = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
-
-    def __init__(
-        self,
-        url: str,
-        model: str,
-        temperature: float,
-        top_p: float,
-        concurrency: int = 16,
-        retries: int = 6,
-        backoff_s: float = 0.5,
-        timeout_s: float = 600.0,
-        api_key: str | None = None,
-        count_tokens: Callable[[str], int] | None = None,
-    ):
-        self.url, self.model = url.rstrip("/"), model
-        self.count_tokens = count_tokens  # for servers whose answer has no usage block
-        self.temperature, self.top_p = temperature, top_p
-        self.concurrency, self.retries, self.backoff_s, self.timeout_s = (
-            concurrency,
-            retries,
-            backoff_s,
-            timeout_s,
-        )
-        self.api_key = api_key
-
-    def generate(self, requests: Sequence[Request], emit: Emit) -> None:
-        try:
-            asyncio.run(self._generate(requests, emit))
-        except BaseExceptionGroup as group:  # from the TaskGroup: report the first failure plainly
-            raise group.exceptions[0] from None
-
-    async def _generate(self, requests: Sequence[Request], emit: Emit) -> None:
-        import httpx
-
-        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        limits = httpx.Limits(max_connections=self.concurrency)
-        gate = asyncio.Semaphore(self.concurrency)
-        async with httpx.AsyncClient(
-            base_url=self.url, headers=headers, timeout=self.timeout_s, limits=limits
-        ) as client:
-
-            async def one(request: Request) -> None:
-                async with gate:
-                    emit(await self._complete(client, request))
-
-            # A TaskGroup cancels the rest when one request fails for good.
-            async with asyncio.TaskGroup() as group:
-                for request in requests:
-                    group.create_task(one(request))
-
-    async def _complete(self, client: httpx.AsyncClient, request: Request) -> Generation:
-        import httpx
-
-        payload = {
-            "model": self.model,
-            "prompt": request.prompt,
-            "max_tokens": request.max_new_tokens,
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-            "n": 1,
-        }
-        if self.temperature > 0:
-            payload["seed"] = request.seed
-        attempt = 0
-        while True:
-            last = attempt == self.retries
-            try:
-                response = await client.post("/v1/completions", json=payload)
-            except (httpx.TimeoutException, httpx.TransportError) as err:
-                if last:
-                    raise BackendError(
-                        f"{self.url}: {type(err).__name__} after {attempt + 1} attempts"
-                    ) from err
-            else:
-                if response.status_code == 200:
-                    return self._parse(request, response.json())
-                if response.status_code not in self.retry_status or last:
-                    raise BackendError(
-                        f"{self.url}/v1/completions answered {response.status_code} for id "
-                        f"{request.id!r} sample {request.sample}: {response.text[:300]}"
-                    )
-            # Exponential backoff with jitter, so many clients do not retry in lockstep.
-            await asyncio.sleep(self.backoff_s * 2**attempt * (0.5 + random.random()))
-            attempt += 1
-
-    def _parse(self, request: Request, body: dict) -> Generation:
-        try:
-            choice = body["choices"][0]
-            text = choice["text"]
-        except (KeyError, IndexError, TypeError):
-            raise BackendError(
-                f"{self.url}: a completion without choices[0].text: {str(body)[:300]}"
-            ) from None
-        tokens = (body.get("usage") or {}).get("completion_tokens")
-        if tokens is None:
-            tokens = self.count_tokens(text) if self.count_tokens else -1
-        finish = "length" if choice.get("finish_reason") == "length" else "stop"
-        return Generation(request, text, int(tokens), finish)

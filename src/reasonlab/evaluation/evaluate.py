@@ -7,10 +7,15 @@ of three backends, and appends one JSON line per (id, sample) as soon as it exis
     {"id", "sample", "family", "output", "extracted", "prompt_tokens", "output_tokens",
      "finish_reason", "truncated", "backend", "model", "adapter"}
 
+(the HTTP backend adds the server's `usage` and its `cost_usd` at the given prices).
 A rerun reads what is there and generates only the missing (id, sample) pairs, so a killed
 run loses at most the batch in flight and never duplicates a line. The resolved config is
 written beside the outputs (`OUTPUTS.config.json`); resuming with settings that change
-the generations (model, adapter, decoding, limits) is refused instead of mixing runs.
+the generations (model, adapter, decoding, limits, prompts) is refused instead of mixing runs.
+
+A teacher run (`backend="openai"`) also keeps a spend ledger beside the outputs and stops
+before `max_cost_usd` would be crossed (see `spend`); with `only_missing` it samples only
+the rows that lack a generation `distill` would keep (see `requests`).
 """
 
 from __future__ import annotations
@@ -20,10 +25,10 @@ import json
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
-from reasonlab.competition import MAX_MODEL_LEN, MAX_NEW_TOKENS, SCORER_SAMPLING
+from reasonlab.competition import MAX_MODEL_LEN, MAX_NEW_TOKENS, SCORER_SAMPLING, user_message
 from reasonlab.evaluation.backends import (
     BACKENDS,
     Backend,
@@ -32,6 +37,9 @@ from reasonlab.evaluation.backends import (
     Request,
     vllm_available,
 )
+from reasonlab.evaluation.openai_backend import Api, OpenAIBackend
+from reasonlab.evaluation.requests import PromptRenderer, plan_samples
+from reasonlab.evaluation.spend import Prices, SpendLedger, SpendSummary, ledger_path_for
 from reasonlab.evaluation.vote import VoteReport, score_outputs
 from reasonlab.formats.csvio import DataError, read_rows, read_text
 from reasonlab.formats.files import atomic_write, sha256_file
@@ -51,6 +59,7 @@ __all__ = [
 # Settings that change what a generation is: a resumed run must keep them.
 _GENERATION_KEYS = (
     "base", "adapter", "adapter_sha256", "temperature", "top_p", "max_new_tokens", "max_model_len", "seed",
+    "api", "system_prompt", "instruction_template",
 )  # fmt: skip
 
 
@@ -75,10 +84,22 @@ class EvalConfig:
     url: str = "http://127.0.0.1:8000"  # openai: server base URL (without /v1)
     served_model: str | None = None  # openai: model name on the server (default: base)
     concurrency: int = 16  # openai: requests in flight
+    api: Api = "completions"  # openai: our rendered prompt (completions) or messages (chat)
+    # A teacher's own instructions; None keeps the scorer's prompt (no system turn, the
+    # puzzle + suffix). The template's {prompt} is the puzzle, {answer} the gold answer.
+    system_prompt: str | None = None
+    instruction_template: str | None = None
+    usd_per_mtok_in: float = 0.0  # openai: your price per million prompt tokens
+    usd_per_mtok_out: float = 0.0  # openai: ... and per million completion tokens
+    max_cost_usd: float | None = None  # openai: stop before the outputs file costs more
+    only_missing: bool = False  # sample only rows without a generation distill would keep
+    max_samples_per_row: int | None = None  # only_missing: samples per row at most (default K)
+    # only_missing: rows whose puzzle this SFT JSONL holds count as covered (solver traces)
+    covered_by: Path | None = None
 
     def __post_init__(self) -> None:
         # Accept strings from YAML/CLI; store Paths.
-        for name in ("data", "output", "adapter"):
+        for name in ("data", "output", "adapter", "covered_by"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, Path):
                 object.__setattr__(self, name, Path(value))
@@ -97,6 +118,7 @@ class EvalConfig:
             "concurrency",
             "limit",
             "per_family",
+            "max_samples_per_row",
         )
         for name in positive:
             value = getattr(self, name)
@@ -106,6 +128,35 @@ class EvalConfig:
             raise ValueError(f"temperature must be >= 0, not {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], not {self.top_p}")
+        self._check_teacher_settings()
+
+    def _check_teacher_settings(self) -> None:
+        if self.api not in ("completions", "chat"):
+            raise ValueError(f"api must be 'completions' or 'chat', not {self.api!r}")
+        if self.api == "chat" and self.backend != "openai":
+            raise ValueError("api 'chat' is for the openai backend (a server renders the messages)")
+        if self.instruction_template is not None and "{prompt}" not in self.instruction_template:
+            raise ValueError("instruction_template must contain {prompt} (where the puzzle goes)")
+        self.prices()  # prices must be >= 0
+        if self.max_cost_usd is not None:
+            if self.backend != "openai":
+                raise ValueError("max_cost_usd is for the openai backend (a paid server)")
+            if self.max_cost_usd <= 0 or not (self.usd_per_mtok_in or self.usd_per_mtok_out):
+                raise ValueError(
+                    "max_cost_usd needs a positive cap and usd_per_mtok_in / usd_per_mtok_out "
+                    "(the prices that turn tokens into dollars)"
+                )
+        for name in ("max_samples_per_row", "covered_by"):
+            if getattr(self, name) is not None and not self.only_missing:
+                raise ValueError(f"{name} applies with only_missing")
+
+    def prices(self) -> Prices:
+        return Prices(self.usd_per_mtok_in, self.usd_per_mtok_out)
+
+    @property
+    def samples_per_row(self) -> int:
+        """The most sample numbers a row can have in the outputs: K, or the only_missing cap."""
+        return (self.max_samples_per_row or self.samples) if self.only_missing else self.samples
 
     def resolved(self) -> dict:
         """JSON-ready settings, paths made absolute so a rerun from elsewhere compares equal."""
@@ -140,6 +191,9 @@ class EvalResult:
     generated: int  # lines written by this run
     skipped: int  # (id, sample) pairs already in the outputs
     report: VoteReport | None  # None when the data has no answer column
+    covered: int = 0  # only_missing: rows that already had a keepable generation
+    stopped: str | None = None  # "cap" or "interrupted": ended with requests left unsent
+    spend: SpendSummary | None = None  # openai: tokens and dollars
 
 
 def config_path_for(outputs: Path) -> Path:
@@ -183,12 +237,6 @@ def select_rows(
     return list(rows[:limit] if limit is not None else rows)
 
 
-def _sample_seed(seed: int, row_id: str, sample: int) -> int:
-    """A 31-bit seed per (run seed, id, sample), stable across runs and machines."""
-    digest = hashlib.sha256(f"{seed}/{row_id}/{sample}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
-
-
 def _recover(path: Path) -> None:
     """Drop a half-written last line (a run killed mid-write); its row is generated again."""
     if not path.is_file() or path.stat().st_size == 0:
@@ -206,16 +254,19 @@ def _check_resume(
     if not (outputs_exist and config_path.is_file()):
         return
     saved = json.loads(config_path.read_text(encoding="utf-8"))
-    changed = [k for k in _GENERATION_KEYS if saved.get(k) != current[k]]
+    # A key added since that run was written: it ran with the field's default.
+    defaults = {f.name: f.default for f in fields(EvalConfig) if f.default is not MISSING}
+    saved = {k: saved.get(k, defaults.get(k)) for k in _GENERATION_KEYS}
+    changed = [k for k in _GENERATION_KEYS if saved[k] != current[k]]
     if changed:
-        detail = "; ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in changed)
+        detail = "; ".join(f"{k}: {saved[k]!r} -> {current[k]!r}" for k in changed)
         raise ValueError(
             f"{config.output} was generated with other settings ({detail}); "
             "write to a new output file, or delete it to start over"
         )
 
 
-def _make_backend(config: EvalConfig, tokenizer) -> Backend:
+def _make_backend(config: EvalConfig, tokenizer, ledger: SpendLedger | None) -> Backend:
     from reasonlab.evaluation import backends
 
     if config.backend == "hf":
@@ -235,21 +286,30 @@ def _make_backend(config: EvalConfig, tokenizer) -> Backend:
         return backends.VLLMBackend(
             config.base, config.adapter, config.temperature, config.top_p, config.max_model_len
         )
-    return backends.OpenAIBackend(
+    return OpenAIBackend(
         config.url,
         config.served_model or config.base,
         config.temperature,
         config.top_p,
+        api=config.api,
+        system_prompt=config.system_prompt,
         concurrency=config.concurrency,
         api_key=os.environ.get("OPENAI_API_KEY"),
         count_tokens=lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"]),
+        ledger=ledger,
     )
 
 
 def _line(
-    config: EvalConfig, family: str, request: Request, text: str, tokens: int, finish: str
+    config: EvalConfig,
+    family: str,
+    request: Request,
+    text: str,
+    tokens: int,
+    finish: str,
+    usage: tuple[int, int] | None = None,
 ) -> dict:
-    return {
+    line = {
         "id": request.id,
         "sample": request.sample,
         "family": family,
@@ -263,6 +323,12 @@ def _line(
         "model": config.base,
         "adapter": str(config.adapter) if config.adapter else None,
     }
+    if config.backend == "openai":  # what the server billed, at the user's prices
+        line["usage"] = (
+            None if usage is None else {"prompt_tokens": usage[0], "completion_tokens": usage[1]}
+        )
+        line["cost_usd"] = None if usage is None else config.prices().cost(*usage)
+    return line
 
 
 def evaluate(
@@ -306,80 +372,106 @@ def _evaluate_locked(
 ) -> EvalResult:
     from transformers import AutoTokenizer
 
-    from reasonlab.formats.chat import render_scorer_prompt
+    from reasonlab.data.distill import keep_reason
 
     _recover(config.output)
     outputs_exist = config.output.is_file() and config.output.stat().st_size > 0
     resolved = config.resolved()
     _check_resume(config, resolved, config_path, outputs_exist)
-    done = (
-        {(str(x["id"]), int(x["sample"])) for x in read_jsonl(config.output)}
-        if outputs_exist
-        else set()
+    gold = {row["id"]: row["answer"] for row in rows} if rows and "answer" in rows[0] else None
+    if config.only_missing and gold is None:
+        raise DataError(
+            f"{config.data}: only_missing needs an answer column to know which rows are covered"
+        )
+
+    done: dict[str, set[int]] = {}
+    covered: set[str] = set()  # rows holding a generation distill would keep
+
+    def record(line: Mapping) -> None:
+        row_id = str(line["id"])
+        done.setdefault(row_id, set()).add(int(line["sample"]))
+        # A prompt too long for the context never succeeds: no further samples for it.
+        hopeless = line.get("finish_reason") == "prompt_too_long"
+        if (
+            config.only_missing
+            and row_id in gold
+            and (hopeless or keep_reason(line, gold[row_id], config.max_new_tokens) == "kept")
+        ):
+            covered.add(row_id)
+
+    for line in read_jsonl(config.output) if outputs_exist else []:
+        record(line)
+    if config.covered_by is not None:  # an SFT row's key for its puzzle: the user message
+        traced = {row["messages"][0]["content"] for row in read_jsonl(config.covered_by)}
+        covered |= {row["id"] for row in rows if user_message(row["prompt"]) in traced}
+    wanted = {row["id"] for row in rows}
+    skipped = sum(
+        len({s for s in done.get(row_id, ()) if s < config.samples_per_row}) for row_id in wanted
     )
+    already_covered = len(covered & wanted)
 
-    # Render and tokenize: the prompt text is the scorer's, its ids are what vLLM counts.
+    # Render and tokenize: the prompt text is the scorer's (or the teacher's instructions),
+    # its ids what vLLM counts against the context.
     tokenizer = AutoTokenizer.from_pretrained(config.base)
-    families, requests, too_long = {}, [], []
-    for row in rows:
-        pending = [s for s in range(config.samples) if (row["id"], s) not in done]
-        if not pending:
-            continue
-        families[row["id"]] = classify(row["prompt"]).family
-        text = render_scorer_prompt(tokenizer, row["prompt"])
-        ids = tuple(tokenizer(text)["input_ids"])
-        room = min(config.max_new_tokens, config.max_model_len - len(ids))  # vLLM's cap
-        for s in pending:
-            request = Request(
-                row["id"], s, text, ids, max(room, 0), _sample_seed(config.seed, row["id"], s)
-            )
-            (requests if room > 0 else too_long).append(request)
-    skipped = len(rows) * config.samples - len(requests) - len(too_long)
-
+    renderer = PromptRenderer(
+        tokenizer, config.api == "chat", config.system_prompt, config.instruction_template,
+        config.max_new_tokens, config.max_model_len, config.seed,
+    )  # fmt: skip
+    families = {row["id"]: classify(row["prompt"]).family for row in rows}
     with atomic_write(config_path) as f:  # a crash never leaves half a config to resume against
         f.write(json.dumps(resolved, indent=2) + "\n")
-    written = 0
+    ledger = None
+    if config.backend == "openai":
+        ledger = SpendLedger(ledger_path_for(config.output), config.prices(), config.max_cost_usd)
+    written, backend, stopped = 0, None, None
 
     def write(line: dict) -> None:
         nonlocal written
         append_jsonl(config.output, line)
+        record(line)
         written += 1
         if on_line:
             on_line(line)
 
-    # vLLM rejects a prompt that leaves no room to generate; record it as an empty answer.
-    for request in too_long:
-        write(_line(config, families[request.id], request, "", 0, "prompt_too_long"))
-    if requests:
-        backend = _make_backend(config, tokenizer)
-        with _progress_bar(progress, len(requests), f"eval ({config.backend})") as advance:
+    # One pass; with only_missing, passes until every row is covered or has all its samples.
+    while stopped is None:
+        plan = plan_samples(
+            rows, done, config.samples, config.only_missing, config.max_samples_per_row, covered
+        )
+        if not plan:
+            break
+        requests = [r for row, samples in plan for r in renderer.requests(row, samples)]
+        # vLLM rejects a prompt that leaves no room to generate; record it as an empty answer.
+        for request in (r for r in requests if r.max_new_tokens == 0):
+            write(_line(config, families[request.id], request, "", 0, "prompt_too_long"))
+        requests = [r for r in requests if r.max_new_tokens > 0]
+        if requests:
+            backend = backend or _make_backend(config, tokenizer, ledger)
+            with _progress_bar(progress, len(requests), f"eval ({config.backend})") as advance:
 
-            def emit(generation: Generation) -> None:
-                r = generation.request
-                write(
-                    _line(
-                        config,
-                        families[r.id],
-                        r,
-                        generation.text,
-                        generation.output_tokens,
-                        generation.finish_reason,
-                    )
-                )
-                advance()
+                def emit(generation: Generation) -> None:
+                    r = generation.request
+                    text, tokens = generation.text, generation.output_tokens
+                    finish, usage = generation.finish_reason, generation.usage
+                    write(_line(config, families[r.id], r, text, tokens, finish, usage))
+                    advance()
 
-            backend.generate(requests, emit)
+                stopped = backend.generate(requests, emit)
+        if not config.only_missing:
+            break
 
     report = None
-    if rows and "answer" in rows[0]:
-        wanted = {row["id"] for row in rows}
+    if gold is not None:
         lines = [
             x
             for x in read_jsonl(config.output)
-            if x["id"] in wanted and int(x["sample"]) < config.samples
+            if x["id"] in wanted and int(x["sample"]) < config.samples_per_row
         ]
         report = score_outputs(lines, rows, source=str(config.output))
-    return EvalResult(config.output, config_path, written, skipped, report)
+    spend = ledger.summary() if ledger is not None else None
+    return EvalResult(
+        config.output, config_path, written, skipped, report, already_covered, stopped, spend
+    )
 
 
 class _progress_bar:

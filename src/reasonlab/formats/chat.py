@@ -58,11 +58,14 @@ def load_chat_template(training: bool = False) -> str:
         ) from None
 
 
-def render_user_prompt(tokenizer, user_content: str) -> str:
-    """Render one user turn with the scorer's switches (`user_content` already has the suffix)."""
-    text = tokenizer.apply_chat_template(
-        [{"role": "user", "content": user_content}], tokenize=False, **CHAT_TEMPLATE_KWARGS
-    )
+def render_user_prompt(tokenizer, user_content: str, system: str | None = None) -> str:
+    """Render one user turn with the scorer's switches (`user_content` already has the suffix).
+
+    `system` puts a system turn first (a teacher's instructions); the scorer sends none.
+    """
+    messages = [{"role": "system", "content": system}] if system is not None else []
+    messages.append({"role": "user", "content": user_content})
+    text = tokenizer.apply_chat_template(messages, tokenize=False, **CHAT_TEMPLATE_KWARGS)
     if not text.endswith(GENERATION_PROMPT_END):
         raise ValueError(
             f"the tokenizer's chat template does not end the prompt in {GENERATION_PROMPT_END!r}; "

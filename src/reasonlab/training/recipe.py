@@ -112,6 +112,11 @@ class TrainRecipe(BaseModel):
         4096, ge=0, description="labelled tokens per lm_head + loss chunk; 0: full logits"
     )
     optimizer: Literal["adamw_torch_fused", "adamw_torch"] = "adamw_torch_fused"
+    init_adapter: str | None = Field(
+        None,
+        description="a native adapter folder (what `train` writes) to continue from: its LoRA "
+        "weights start the run; its rank, alpha and targets must be this recipe's",
+    )
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:

@@ -300,6 +300,11 @@ def train(
 
     # 3. LoRA on exactly the names the presets resolve to, then the engine's fast paths
     model, adapted = add_lora(model, recipe, echo)
+    if recipe.init_adapter:  # continue from a trained adapter (a STaR round)
+        from reasonlab.training.warm_start import load_adapter_weights
+
+        loaded = load_adapter_weights(model, recipe.init_adapter, recipe.lora)
+        echo(f"continuing from {recipe.init_adapter}: {loaded} LoRA tensors loaded")
     probe, grad_norms = _gradient_probe(model, adapted)
 
     # 4. train
