@@ -15,6 +15,7 @@ import json
 import subprocess
 import sys
 import tarfile
+import time
 import zipfile
 from importlib.metadata import version
 from pathlib import Path
@@ -23,7 +24,7 @@ import pytest
 import yaml
 from packaging.markers import default_environment
 
-from reasonlab.plans.bundle.build import BundleOptions, build_bundle
+from reasonlab.plans.bundle.build import BundleOptions, _build_requirements, build_bundle
 from reasonlab.plans.bundle.check import check_bundle
 from reasonlab.plans.bundle.kernels import KERNELS, KernelPlan, _sdist_requirements
 from reasonlab.plans.bundle.manifest import (
@@ -298,6 +299,15 @@ def test_target_build_command_is_exact():
     assert 'MAMBA_FORCE_BUILD=TRUE "$python" -m pip install --no-index' in script
 
 
+def test_kernel_build_requirements_merge_and_skip_the_left_out():
+    causal, mamba = KERNELS
+    plans = [
+        KernelPlan(causal, Path("c.tar.gz"), None, ("setuptools", "wheel", "torch", "ninja"), ""),
+        KernelPlan(mamba, Path("m.tar.gz"), None, ("setuptools>=61.0.0", "Wheel", "triton", "einops"), ""),
+    ]  # fmt: skip
+    assert _build_requirements(plans, ("torch==2.6.0", "triton")) == ["setuptools>=61.0.0", "wheel", "ninja", "einops"]  # fmt: skip
+
+
 @pytest.mark.parametrize("recipe", [None, "nemotron-1gpu.yaml"])
 @pytest.mark.parametrize("kernels", [False, True])
 def test_scripts_are_valid_bash_and_the_notebook_valid_python(tmp_path, recipe, kernels):
@@ -359,9 +369,14 @@ def test_bundle_for_this_machine_installs_and_runs_the_demo_offline(tmp_path):
         "tokenizer": tokenizer,
     }
     lines: list[str] = []
+    started = time.monotonic()
+
+    def echo(line: str) -> None:  # the log, timed, shown with `pytest -s`
+        lines.append(line)
+        print(f"[{time.monotonic() - started:6.0f} s] {line}", flush=True)
 
     # 1. The Kaggle shape: torch left out (the image has it); the check lends this Python's.
-    first = build_bundle(BundleOptions(**common, leave_out=("torch",)), echo=lines.append)
+    first = build_bundle(BundleOptions(**common, leave_out=("torch",)), echo=echo)
     manifest = read_manifest(out)
     on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
     assert {e["path"] for e in manifest["files"]} == on_disk - {MANIFEST_FILE}
@@ -380,7 +395,7 @@ def test_bundle_for_this_machine_installs_and_runs_the_demo_offline(tmp_path):
     assert manifest["recipe"] == {"path": "recipe/tiny.yaml", "data": "data/sft.jsonl"}
     assert first.downloaded == first.wheels - 1  # all but the project's own wheel
 
-    checked = check_bundle(out, echo=lines.append)
+    checked = check_bundle(out, echo=echo)
     assert "torch" in checked.lent
     assert checked.installed >= len(wheels) and checked.demo_seconds > 0
     assert checked.recipe.startswith("recipe") and "LoRA rank 8" in checked.recipe
@@ -390,14 +405,14 @@ def test_bundle_for_this_machine_installs_and_runs_the_demo_offline(tmp_path):
     # it can and downloads only what is new; then a check with nothing lent.
     before = _wheel_names(out)
     second = build_bundle(
-        BundleOptions(**common, leave_out=(), pins=(f"torch=={torch_version}",)), echo=lines.append
+        BundleOptions(**common, leave_out=(), pins=(f"torch=={torch_version}",)), echo=echo
     )
     after = _wheel_names(out)
     assert any(name.startswith("torch-") for name in after - before)
     assert second.downloaded == len(after - before)
     assert second.reused == len(after & before) - 1  # the project's wheel is rebuilt
     assert sorted(second.removed) == sorted(f"wheels/{n}" for n in before - after)
-    checked = check_bundle(out, echo=lines.append)
+    checked = check_bundle(out, echo=echo)
     assert checked.lent == [] and checked.installed >= len(after)
 
     # 3. A bundle that lacks a package fails, naming it.
@@ -409,7 +424,7 @@ def test_bundle_for_this_machine_installs_and_runs_the_demo_offline(tmp_path):
     with pytest.raises(
         BundleError, match=r"install.sh failed: missing package: no distribution of rich"
     ):
-        check_bundle(out, echo=lines.append)
+        check_bundle(out, echo=echo)
 
 
 @pytest.mark.slow  # two fresh virtual environments: ~30 s

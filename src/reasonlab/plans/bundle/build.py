@@ -365,16 +365,22 @@ def _copy_user_files(options: BundleOptions, out: Path) -> tuple[str | None, str
 
 
 def _build_requirements(builds: list[KernelPlan], leave_out: tuple[str, ...]) -> list[str]:
-    """What compiling the kernels on the target needs installed first (torch is the image's)."""
+    """What compiling the kernels on the target needs installed first (torch is the image's),
+    one line per package: `setuptools` and `setuptools>=61.0.0` become `setuptools>=61.0.0`."""
+    from packaging.specifiers import SpecifierSet
     from packaging.utils import canonicalize_name
 
     left = {canonicalize_name(_name_of(spec)) for spec in leave_out}
-    needed: list[str] = []
+    merged: dict[str, tuple[str, SpecifierSet]] = {}
     for plan in builds:
         for line in plan.requirements:
-            if canonicalize_name(_name_of(line)) not in left and line not in needed:
-                needed.append(line)
-    return needed
+            requirement = _requirement(line)
+            key = canonicalize_name(requirement.name)
+            if key in left:
+                continue
+            name, specifier = merged.get(key, (requirement.name, SpecifierSet()))
+            merged[key] = (name, specifier & requirement.specifier)
+    return [f"{name}{specifier}" for name, specifier in merged.values()]
 
 
 def _write_text(path: Path, text: str, mode: int = 0o644) -> None:
