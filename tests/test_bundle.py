@@ -255,6 +255,30 @@ def test_bad_options(tmp_path, options, message):
         BundleOptions(out_dir=tmp_path / "b", **options)
 
 
+@pytest.mark.parametrize(
+    ("recipe_changes", "extra_data", "message"),
+    [
+        ({"data": "no/such.jsonl"}, None, "its data no/such.jsonl is not a file here"),
+        ({"lora": {"r": 64}}, None, "lora.r: .*exceeds the competition's limit of 32"),
+        ({}, "other/sft.jsonl", "two data files share a name"),
+    ],
+)  # fmt: skip
+def test_user_files_are_refused_before_any_download(tmp_path, recipe_changes, extra_data, message):
+    (tmp_path / "sft.jsonl").write_text("{}\n")
+    recipe = yaml.safe_load((REPO / "configs" / "tiny-cpu.yaml").read_text())
+    recipe.update({"data": str(tmp_path / "sft.jsonl"), **recipe_changes})
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    data = ()
+    if extra_data:
+        (tmp_path / extra_data).parent.mkdir()
+        (tmp_path / extra_data).write_text("{}\n")
+        data = (tmp_path / extra_data,)
+    options = BundleOptions(out_dir=tmp_path / "b", recipe=tmp_path / "r.yaml", data=data)
+    with pytest.raises(ValueError, match=message):
+        build_bundle(options)
+    assert not (tmp_path / "b").exists()  # nothing was built, let alone downloaded
+
+
 def test_refuses_a_folder_that_is_not_a_bundle(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(BundleError, match="holds notes.txt, which no bundle writes"):

@@ -118,6 +118,7 @@ def build_bundle(
 ) -> BundleResult:
     """Write (or complete) the bundle in `options.out_dir`; BundleError says what went wrong."""
     out = options.out_dir
+    user_files = _user_files(options)
     _refuse_foreign_folder(out)
     staging = out / STAGING
     shutil.rmtree(staging, ignore_errors=True)
@@ -183,7 +184,9 @@ def build_bundle(
         result.removed += _remove_stale(out / "sdist", {plan.sdist.name for plan in kernels})
 
     # 5. the user's files, then the scripts and the notebook
-    recipe_name, data_name = _copy_user_files(options, out)
+    _copy_user_files(options, user_files, out)
+    recipe_name = options.recipe.name if options.recipe else None
+    data_name = user_files.recipe_data
     builds = [plan for plan in kernels if plan.wheel is None]
     install_requirements = requirements[:1] + [
         f"{plan.kernel.name}=={plan.kernel.version}" for plan in kernels if plan.wheel is not None
@@ -332,36 +335,49 @@ def _remove_stale(folder: Path, wanted: set[str]) -> list[str]:
     return removed
 
 
-def _copy_user_files(options: BundleOptions, out: Path) -> tuple[str | None, str | None]:
-    """recipe/, data/ and tokenizer/ afresh; returns (recipe file name, its data's file name)."""
-    for folder in ("recipe", "data", "tokenizer"):
-        shutil.rmtree(out / folder, ignore_errors=True)
+@dataclass(frozen=True)
+class _UserFiles:
+    recipe: Path | None
+    recipe_data: str | None  # file name of the recipe's `data` in data/
+    data: tuple[Path, ...]  # every file for data/, the recipe's first
+
+
+def _user_files(options: BundleOptions) -> _UserFiles:
+    """The recipe (validated as `train` would), its data and the --data files, checked before
+    any download: a recipe that cannot run must not cost a bundle's worth of wheels first."""
     data_files = list(options.data)
-    recipe_name = data_name = None
+    data_name = None
     if options.recipe is not None:
         from reasonlab.training.recipe import load_recipe
 
-        recipe = load_recipe(options.recipe)  # refuse a recipe `train` would refuse
+        recipe = load_recipe(options.recipe)
         data = Path(recipe.data)  # relative to the working folder, as `train` reads it
         if not data.is_file():
             raise BundleError(
                 f"{options.recipe}: its data {recipe.data} is not a file here (build it first)"
             )
-        recipe_name, data_name = options.recipe.name, data.name
-        (out / "recipe").mkdir()
-        shutil.copy2(options.recipe, out / "recipe" / recipe_name)
+        data_name = data.name
         if data.resolve() not in {p.resolve() for p in data_files}:
             data_files.insert(0, data)
     names = [p.name for p in data_files]
     if len(set(names)) != len(names):
         raise BundleError(f"two data files share a name: {sorted(names)} (data/ is one folder)")
-    if data_files:
+    return _UserFiles(options.recipe, data_name, tuple(data_files))
+
+
+def _copy_user_files(options: BundleOptions, files: _UserFiles, out: Path) -> None:
+    """recipe/, data/ and tokenizer/ afresh (an earlier run's copies are replaced)."""
+    for folder in ("recipe", "data", "tokenizer"):
+        shutil.rmtree(out / folder, ignore_errors=True)
+    if files.recipe is not None:
+        (out / "recipe").mkdir()
+        shutil.copy2(files.recipe, out / "recipe" / files.recipe.name)
+    if files.data:
         (out / "data").mkdir()
-    for path in data_files:
+    for path in files.data:
         shutil.copy2(path, out / "data" / path.name)
     if options.tokenizer is not None:
         shutil.copytree(options.tokenizer, out / "tokenizer")
-    return recipe_name, data_name
 
 
 def _build_requirements(builds: list[KernelPlan], leave_out: tuple[str, ...]) -> list[str]:
