@@ -445,10 +445,9 @@ def test_bundle_for_this_machine_installs_and_runs_the_demo_offline(tmp_path):
     manifest["files"].remove(rich)
     (out / rich["path"]).unlink()
     (out / MANIFEST_FILE).write_text(json.dumps(manifest))
-    with pytest.raises(
-        BundleError, match=r"install.sh failed: missing package: no distribution of rich"
-    ):
+    with pytest.raises(BundleError, match="install.sh failed: missing package: .* of rich") as err:
         check_bundle(out, echo=echo)
+    echo(f"error: {err.value}")
 
 
 @pytest.mark.slow  # two fresh virtual environments: ~30 s
