@@ -120,6 +120,7 @@ def build_bundle(
     out = options.out_dir
     user_files = _user_files(options)
     _refuse_foreign_folder(out)
+    (out / MANIFEST_FILE).unlink(missing_ok=True)  # an earlier run's: no longer what is here
     staging = out / STAGING
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
