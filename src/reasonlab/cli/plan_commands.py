@@ -1,4 +1,5 @@
-"""Plans that compose the stages: `budget` (what a $5, $100 or $15,000 run buys), `star`, `demo`."""
+"""Plans that compose the stages: `budget` (what a $5, $100 or $15,000 run buys), `star`,
+`demo`, and `bundle` (an offline install for Kaggle's internet-off notebooks)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from reasonlab.cli.common import console, fail, text_or_file, user_errors
+from reasonlab.cli.common import console, fail, progress_bar, text_or_file, user_errors
+from reasonlab.plans.bundle.target import KAGGLE, KAGGLE_LEAVE_OUT
 
 __all__ = ["register"]
 
@@ -292,8 +294,124 @@ def print_star_table(summaries: list[dict]) -> None:
     console.print(table)
 
 
+def bundle(
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "-o", "--output", help="folder to write; a rerun reuses its verified wheels (resumes)"
+        ),
+    ] = None,
+    check: Annotated[
+        Path | None,
+        typer.Option(
+            help="instead: install this bundle in a fresh venv, no registry; run the demo"
+        ),
+    ] = None,
+    python_version: Annotated[
+        str, typer.Option(help="target Python (major.minor); default: the Kaggle GPU image's")
+    ] = KAGGLE.python,
+    platform: Annotated[
+        str,
+        typer.Option(
+            help="target wheel platform tag; manylinux_2_N accepts every older glibc's wheels. "
+            "Default: the Kaggle image (Ubuntu 22.04, glibc 2.35)"
+        ),
+    ] = KAGGLE.platform,
+    leave_out: Annotated[
+        str,
+        typer.Option(
+            help="comma-separated packages the target image has (a pin such as torch==2.6.0 "
+            "makes the rest agree with it); '' bundles everything"
+        ),
+    ] = ",".join(KAGGLE_LEAVE_OUT),
+    pin: Annotated[
+        list[str] | None,
+        typer.Option(help="extra requirement for the resolution, e.g. torch==2.13.0 (repeatable)"),
+    ] = None,
+    extras: Annotated[str, typer.Option(help="reasonlab's extras to install")] = "train,eval",
+    recipe: Annotated[
+        Path | None, typer.Option(help="training recipe for run.sh; its `data` file comes along")
+    ] = None,
+    data: Annotated[
+        list[Path] | None, typer.Option(help="another file for data/ (repeatable)")
+    ] = None,
+    tokenizer: Annotated[
+        Path | None, typer.Option(help="tokenizer folder (`reasonlab tokenizer -o DIR`)")
+    ] = None,
+    kernels: Annotated[
+        bool,
+        typer.Option(
+            help="mamba-ssm and causal-conv1d: compiled here given nvcc and a CUDA torch of the "
+            "target's Python, else their sources with the command that compiles them there"
+        ),
+    ] = True,
+    project: Annotated[
+        Path | None, typer.Option(help="reasonlab source checkout (default: the one running)")
+    ] = None,
+    python: Annotated[
+        str | None,
+        typer.Option(
+            help="interpreter that runs pip (one of the target's version reads markers exactly); "
+            "with --check, the one the venv is made from. Default: this one"
+        ),
+    ] = None,
+) -> None:
+    """An offline bundle: wheels for the target, recipe, data, install.sh, run.sh, a notebook.
+
+    `reasonlab bundle -o DIR` collects it (pip resolves and downloads); `reasonlab bundle
+    --check DIR` proves it installs with no registry and runs the demo.
+    """
+    import sys
+
+    from reasonlab.plans.bundle.manifest import BundleError
+
+    if (out is None) == (check is None):
+        raise fail("give -o DIR to write a bundle or --check DIR to check one")
+    if check is not None:
+        from reasonlab.plans.bundle.check import check_bundle
+
+        with user_errors(BundleError):
+            result = check_bundle(check, python or sys.executable, echo=console.print)
+        console.print(
+            f"[green]bundle OK[/]: {result.installed} packages installed in "
+            f"{result.install_seconds:.0f} s with {result.isolation}; demo ran in "
+            f"{result.demo_seconds:.0f} s. {result.kernels}."
+        )
+        return
+
+    from reasonlab.plans.bundle.build import BundleOptions, build_bundle
+    from reasonlab.plans.bundle.target import Target
+
+    with user_errors(ValueError):
+        options = BundleOptions(
+            out_dir=out,
+            target=Target(python_version, platform),
+            leave_out=tuple(name.strip() for name in leave_out.split(",") if name.strip()),
+            pins=tuple(pin or ()),
+            extras=tuple(name.strip() for name in extras.split(",") if name.strip()),
+            recipe=recipe,
+            data=tuple(data or ()),
+            tokenizer=tokenizer,
+            kernels=kernels,
+            project=project,
+            python=python or sys.executable,
+        )
+        result = build_bundle(options, echo=console.print, progress=progress_bar)
+    console.print(
+        f"[green]bundle written[/]: {result.out_dir} ({result.total_bytes / 1e6:,.1f} MB, "
+        f"{result.wheels} wheels: {result.downloaded} downloaded, {result.reused} reused)"
+    )
+    for plan in result.kernels:
+        if plan.wheel is None:
+            console.print(f"build on the target: {plan.command()}")
+    if result.removed:
+        console.print(f"removed from an earlier run: {', '.join(result.removed)}")
+    console.print(f"check it: reasonlab bundle --check {result.out_dir}")
+
+
 def register(app: typer.Typer) -> None:
     """Add the plan commands to the app."""
     app.command()(budget)
     app.command("star")(star_command)
     app.command("demo")(demo_command)
+    app.command()(bundle)
