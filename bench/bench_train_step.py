@@ -15,8 +15,8 @@ measures what `reasonlab train` runs:
   grouped    fused kernels (required), grouped expert LoRA, chunked loss, fused AdamW
   fast       grouped, with rows packed from generated traces' lengths (`training.packing`)
 
-A run's tokens are those of its rows (packed rows: the examples' tokens; unpacked: one
-random sequence of the given length). The first two steps are warm-up, not timed. A run
+A run's tokens are those of its rows (packed rows: the examples' tokens, without the
+padding that fills each row to the given length; unpacked: one random sequence of it). The first two steps are warm-up, not timed. A run
 that runs out of memory is reported as such. `--profile RUN` adds a torch.profiler summary
 of one step of that run.
 """
@@ -84,9 +84,10 @@ def _batches(engine: dict, seq_len: int, vocab: int, steps: int, seed: int):
         examples.append({"input_ids": ids, "labels": [-100] * prompt + ids[prompt:]})
     rows = pack_examples(examples, seq_len, seed).rows
     rows.sort(key=lambda row: -len(row["input_ids"]))  # the fullest rows: a steady figure
-    for step in range(steps):
-        batch = collate_packed([rows[step % len(rows)]])
-        yield {k: v.cuda() for k, v in batch.items()}, batch["input_ids"].shape[1]
+    for step in range(steps):  # filled to seq_len, as `train` does: one shape every step
+        row = rows[step % len(rows)]
+        batch = collate_packed([row], pad_to=seq_len)
+        yield {k: v.cuda() for k, v in batch.items()}, len(row["input_ids"])
 
 
 def run_one(name: str, seq_len: int, layers: int, steps: int, rank: int, profile: bool) -> dict:
