@@ -140,11 +140,7 @@ def run_one(name: str, seq_len: int, layers: int, steps: int, rank: int, profile
     for batch, count in _batches(engine, seq_len, config.vocab_size, steps, seed=0):
         torch.cuda.synchronize()
         t0 = time.perf_counter()
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = model(**batch).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        loss = _step(model, optimizer, batch)
         torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
         tokens.append(count)
@@ -169,17 +165,25 @@ def run_one(name: str, seq_len: int, layers: int, steps: int, rank: int, profile
     return figures
 
 
+def _step(model, optimizer, batch):
+    """One optimizer step as `train` takes it (bf16 autocast); returns the loss."""
+    import torch
+
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        loss = model(**batch).loss
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss
+
+
 def _profile(model, optimizer, batch) -> list[str]:
     """Top kernels of one step by GPU time, and the launch count."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = model(**batch).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        _step(model, optimizer, batch)
         torch.cuda.synchronize()
     # Kernels only: the table also lists each aten op with its kernels' time, which would
     # count the same work twice.
