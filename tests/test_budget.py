@@ -52,7 +52,7 @@ def test_budget_from_sft_file(cli, tmp_path, real_tokenizer) -> None:
     ]
     count, mean = sft_token_stats(path)
     assert count == 4 and mean == sum(expected) / 4
-    out = cli("budget", "--gpu-hour-usd", "3", "--sft", path, "--usd", "5").output
+    out = " ".join(cli("budget", "--gpu-hour-usd", "3", "--sft", path, "--usd", "5").output.split())
     assert "$5" in out and "epochs" in out and "exact tokens" in out
     assert f"{mean:,.0f} tokens per example" in out
     assert "--tokens-per-example" in cli("budget", "--gpu-hour-usd", "3", expect=1).output

@@ -184,6 +184,9 @@ def _trace_table(result, title: str) -> Table:
     caption += " (trace, </think>, boxed answer, <|im_end|>)"
     if not result.has_gold:
         caption += "; no gold answers in the data: 'right' and 'wrong' cannot be checked"
+    incomplete = sum(s.counts["kept_incomplete"] for s in result.stats.values())
+    if incomplete:
+        caption += f"; {incomplete} kept traces are incomplete (--allow-incomplete)"
     table = Table(title=title, caption=caption)
     columns = ["family", "rows", "answered", "solver right", "kept"]
     columns += [f"dropped:\n{reason.replace('_', ' ')}" for reason in DROP_REASONS]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reasonlab.formats.jsonl import write_jsonl
-from reasonlab.formats.tokenizer import VOCAB_SIZE, load_tokenizer, write_tokenizer
+from reasonlab.formats.tokenizer import SPECIAL_TOKENS, VOCAB_SIZE, write_tokenizer
 
 __all__ = [
     "TOY_DATA_FILE",
@@ -87,9 +87,9 @@ def make_tiny_model(out_dir: str | Path, options: TinyModelOptions = TinyModelOp
     from transformers import AutoModelForCausalLM
 
     out_dir = Path(out_dir)
-    # the real tokenizer's files, byte for byte, beside the model
-    tokenizer = load_tokenizer(write_tokenizer(out_dir))
-    config = tiny_config(VOCAB_SIZE, tokenizer.eos_token_id, options)
+    write_tokenizer(out_dir)  # the real tokenizer's files, byte for byte, beside the model
+    # generation ends the turn with <|im_end|>, the tokenizer's eos (tokenizer_config)
+    config = tiny_config(VOCAB_SIZE, SPECIAL_TOKENS.index("<|im_end|>"), options)
     torch.manual_seed(options.seed)
     model = AutoModelForCausalLM.from_config(config)
     with torch.no_grad():
