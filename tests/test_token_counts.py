@@ -181,3 +181,22 @@ def test_without_the_ml_extras_counts_are_estimated(write_csv, tmp_path) -> None
     row = json.loads((tmp_path / "o.jsonl").read_text().splitlines()[0])
     generated = completion_text(row["messages"][1]["content"]).removesuffix("\n")
     assert row["tokens"] == math.ceil(len(generated) / CHARS_PER_TOKEN_ESTIMATE)
+
+
+def test_another_vocabulary_is_named_in_the_counts(tmp_path) -> None:
+    """A tokenizer folder that is not the base model's counts, but never passes as exact."""
+    pytest.importorskip("transformers")
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from reasonlab.formats.chat import load_chat_template
+
+    specials = ["<unk>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
+    words = Tokenizer(models.WordLevel({t: i for i, t in enumerate(specials)}, unk_token="<unk>"))
+    words.pre_tokenizer = pre_tokenizers.Whitespace()
+    toy = PreTrainedTokenizerFast(tokenizer_object=words, unk_token="<unk>", eos_token="<|im_end|>")
+    toy.add_special_tokens({"additional_special_tokens": specials[1:]})
+    toy.chat_template = load_chat_template()
+    toy.save_pretrained(tmp_path / "toy")
+    counter = TokenCounter.load(tmp_path / "toy")
+    assert counter.exact and "5-token vocabulary, not the base model's" in counter.describe()

@@ -21,6 +21,7 @@ from pathlib import Path
 from reasonlab.competition import MAX_MODEL_LEN, MAX_NEW_TOKENS
 from reasonlab.formats.chat import END_OF_TURN, completion_text, render_user_prompt
 from reasonlab.formats.csvio import DataError
+from reasonlab.formats.tokenizer import VOCAB_SIZE, load_tokenizer
 
 __all__ = [
     "CHARS_PER_TOKEN_ESTIMATE",
@@ -64,12 +65,12 @@ class TokenCounter:
     @classmethod
     def load(cls, path: str | Path | None = None) -> TokenCounter:
         """Exact with the tokenizer folder at `path`, or the real one when available; else estimated."""
-        from reasonlab.formats.tokenizer import load_tokenizer
-
         return cls(load_tokenizer(path))
 
     def describe(self) -> str:
         """How lengths are counted, for table captions and manifests."""
+        if self.exact and len(self.tokenizer) != VOCAB_SIZE:  # e.g. an old toy tokenizer
+            return f"tokens of a {len(self.tokenizer):,}-token vocabulary, not the base model's"
         if self.exact:
             return "exact tokens"
         return (
