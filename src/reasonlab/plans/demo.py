@@ -42,7 +42,7 @@ class DemoConfig:
     train_steps: int = 8  # optimizer steps of 2 rows each: the loss visibly moves
     # tokens (prompt + completion, the real tokenizer's); longer traces are left out of the
     # toy training: every token costs a 131,072-way lm_head and softmax on the CPU
-    train_max_length: int = 512
+    train_max_length: int = 384
     eval_max_new_tokens: int = 24  # the tiny model writes garbage: a short cut keeps eval fast
     eval_samples: int = 1
     families: tuple[str, ...] = ()  # empty: every family in the registry
@@ -206,8 +206,8 @@ def _run_stages(config: DemoConfig, out: Path, stages: _Stages) -> None:
         lr_scheduler="constant",
         warmup_ratio=0.0,
         max_steps=config.train_steps,
-        # one row per forward pass: logits are rows x tokens x 131,072 floats (0.27 GB for
-        # a 512-token row, about three copies in the backward pass), so the 2 rows of a
+        # one row per forward pass: logits are rows x tokens x 131,072 floats (0.2 GB for
+        # a 384-token row, about three copies in the backward pass), so the 2 rows of a
         # step are accumulated rather than batched
         batch_size=1,
         grad_accum=2,
