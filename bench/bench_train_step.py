@@ -1,46 +1,115 @@
-"""Tokens/s and peak GPU memory of LoRA SFT steps on the real Nemotron-3-Nano shapes.
+"""Tokens/s and peak GPU memory of LoRA SFT steps, reference and fast engine side by side.
 
-    python bench/bench_train_step.py --layers 13 --seq-len 2048 --steps 6 [--json OUT.json]
+    python bench/bench_train_step.py --layers 52 --runs reference:2048,fast:2048,fast:8192 \
+        [--steps 6] [--profile fast:8192] [--json OUT.json]
 
-Random bf16 weights with the real config (optionally only the first `--layers` layers of
-the real pattern, same shapes), LoRA r=32 on every preset as in `configs/nemotron-1gpu.yaml`,
-one sequence per step, AdamW on the LoRA parameters, gradient checkpointing on. The first
-two steps are warm-up and not timed. Prints which Mamba path ran (fused kernels need
-`mamba_ssm`; without it transformers uses its PyTorch fallback).
+Random bf16 weights of the real Nemotron-3-Nano configuration (optionally only its first
+`--layers` layers, same shapes), LoRA r=32 on every preset the recipes train (attention,
+Mamba in_proj, shared and routed experts, lm_head), gradient checkpointing on. Each run is
+a fresh process (its own peak memory), built with the project's own `add_lora`, so it
+measures what `reasonlab train` runs:
+
+  reference  today's engine before this work: PyTorch Mamba (`kernels: off`), PEFT's
+             delta-weight expert LoRA, full logits, unfused AdamW, one sequence per row
+  kernels    the same with the fused Mamba kernels (the first lever alone)
+  grouped    fused kernels (required), grouped expert LoRA, chunked loss, fused AdamW
+  fast       grouped, with rows packed from generated traces' lengths (`training.packing`)
+
+A run's tokens are those of its rows (packed rows: the examples' tokens; unpacked: one
+random sequence of the given length). The first two steps are warm-up, not timed. A run
+that runs out of memory is reported as such. `--profile RUN` adds a torch.profiler summary
+of one step of that run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 import time
 
+ENGINES = {
+    "reference": {
+        "kernels": "off",
+        "expert_lora": "peft",
+        "loss_chunk_tokens": 0,
+        "optimizer": "adamw_torch",
+    },
+    "kernels": {
+        "kernels": "required",
+        "expert_lora": "peft",
+        "loss_chunk_tokens": 0,
+        "optimizer": "adamw_torch",
+    },
+    "grouped": {
+        "kernels": "required",
+        "expert_lora": "grouped",
+        "loss_chunk_tokens": 4096,
+        "optimizer": "adamw_torch_fused",
+    },
+}
+ENGINES["fast"] = {**ENGINES["grouped"], "packing": True}
+PRESETS = ("attention", "mamba_in", "shared_experts", "routed_experts", "lm_head")
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--layers", type=int, default=52, help="first N layers of the real pattern (52 = all)"
-    )
-    parser.add_argument("--seq-len", type=int, default=2048)
-    parser.add_argument("--steps", type=int, default=6)
-    parser.add_argument("--rank", type=int, default=32)
-    parser.add_argument("--json", default=None, help="also write the figures here")
-    args = parser.parse_args()
 
-    import importlib.util
+def _trace_lengths(per_family: int, seed: int) -> list[tuple[int, int]]:
+    """(prompt tokens, completion tokens) of traced puzzles of every family, generated here."""
+    from reasonlab.data.generate import generate_mixed
+    from reasonlab.data.traces import build_traces
 
+    rows = generate_mixed(per_family, seed=seed)
+    prompts = {row["id"]: row["prompt"] for row in rows}
+    traced = build_traces(rows).rows
+    # chars / 3 for the prompt (the trace's count is the tracer's own)
+    return [(len(prompts[r["id"]]) // 3 + 40, r["tokens"]) for r in traced]
+
+
+def _batches(engine: dict, seq_len: int, vocab: int, steps: int, seed: int):
+    """Per step, a (batch dict, token count) on the GPU."""
     import torch
-    from peft import LoraConfig, get_peft_model
+
+    generator = torch.Generator().manual_seed(seed)
+    if not engine.get("packing"):
+        for _ in range(steps):
+            ids = torch.randint(0, vocab, (1, seq_len), generator=generator)
+            yield {"input_ids": ids.cuda(), "labels": ids.cuda()}, seq_len
+        return
+    from reasonlab.training.packing import collate_packed, pack_examples
+
+    examples = []
+    for prompt, completion in _trace_lengths(max(20, steps * seq_len // 4000), seed):
+        ids = torch.randint(0, vocab, (prompt + completion,), generator=generator).tolist()
+        examples.append({"input_ids": ids, "labels": [-100] * prompt + ids[prompt:]})
+    rows = pack_examples(examples, seq_len, seed).rows
+    rows.sort(key=lambda row: -len(row["input_ids"]))  # the fullest rows: a steady figure
+    for step in range(steps):
+        batch = collate_packed([rows[step % len(rows)]])
+        yield {k: v.cuda() for k, v in batch.items()}, batch["input_ids"].shape[1]
+
+
+def run_one(name: str, seq_len: int, layers: int, steps: int, rank: int, profile: bool) -> dict:
+    import torch
     from transformers import AutoModelForCausalLM
 
     from reasonlab.submission.verify import REAL_ARCHITECTURE, load_architecture
-    from reasonlab.training.lora_targets import PRESETS, resolve_targets
+    from reasonlab.training.kernels import select
+    from reasonlab.training.recipe import LoraRecipe, TrainRecipe
+    from reasonlab.training.train import add_lora
 
-    config = load_architecture()
-    pattern = REAL_ARCHITECTURE["hybrid_override_pattern"][: args.layers]
-    config = type(config).from_dict(
+    engine = ENGINES[name]
+    recipe = TrainRecipe(
+        model="random",
+        data="random",
+        output_dir="none",
+        lora=LoraRecipe(r=rank, alpha=rank, targets=PRESETS),
+        pack_length=seq_len,
+        **engine,
+    )
+    select(recipe.kernels)
+    pattern = REAL_ARCHITECTURE["hybrid_override_pattern"][:layers]
+    config = type(load_architecture()).from_dict(
         {**REAL_ARCHITECTURE, "hybrid_override_pattern": pattern, "num_hidden_layers": len(pattern)}
     )
     config.use_cache = False
@@ -49,56 +118,124 @@ def main() -> None:
     with torch.device("cuda"):
         model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
     init_s = time.perf_counter() - start
-    targets = resolve_targets(model, PRESETS)
-    model = get_peft_model(
-        model,
-        LoraConfig(
-            r=args.rank,
-            lora_alpha=args.rank,
-            target_modules=targets.target_modules,
-            target_parameters=targets.target_parameters,
-            task_type="CAUSAL_LM",
-        ),
-    )
+    from reasonlab.training.engine import check, resolve_paths
+
+    paths = resolve_paths(recipe, model.config)
+    check(recipe, paths)
+    model, _ = add_lora(model, recipe, echo=lambda _: None)
+    if recipe.packing:
+        from reasonlab.training.packing import isolate_packed_sequences
+
+        isolate_packed_sequences(model)
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.enable_input_require_grads()
+    model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=2e-4)
-    ids = torch.randint(0, config.vocab_size, (1, args.seq_len), device="cuda")
+    fused = recipe.optimizer == "adamw_torch_fused"
+    optimizer = torch.optim.AdamW(trainable, lr=2e-4, fused=fused, foreach=not fused)
 
-    times = []
+    times, tokens, losses = [], [], []
     torch.cuda.reset_peak_memory_stats()
-    for step in range(args.steps):
+    for batch, count in _batches(engine, seq_len, config.vocab_size, steps, seed=0):
         torch.cuda.synchronize()
         t0 = time.perf_counter()
-        loss = model(input_ids=ids, labels=ids).loss
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = model(**batch).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
-    timed = times[2:] or times
+        tokens.append(count)
+        losses.append(round(float(loss), 4))
+    timed = slice(2, None) if len(times) > 2 else slice(None)
     figures = {
+        "run": f"{name}:{seq_len}",
         "layers": len(pattern),
-        "pattern": pattern,
-        "seq_len": args.seq_len,
-        "rank": args.rank,
-        "params_b": sum(p.numel() for p in model.parameters()) / 1e9,
-        "trainable_m": sum(p.numel() for p in trainable) / 1e6,
+        "rank": rank,
+        "paths": paths.lines(),
+        "trainable_m": round(sum(p.numel() for p in trainable) / 1e6, 1),
         "init_s": round(init_s, 1),
         "step_s": [round(t, 3) for t in times],
-        "tokens_per_s": round(args.seq_len / (sum(timed) / len(timed)), 1),
-        "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
-        "mamba_path": "fused mamba_ssm"
-        if importlib.util.find_spec("mamba_ssm")
-        else "torch fallback",
+        "row_tokens": tokens,
+        "tokens_per_s": round(sum(tokens[timed]) / sum(times[timed]), 1),
+        "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+        "losses": losses,
         "gpu": torch.cuda.get_device_name(),
-        "loss": float(loss),
     }
-    print(json.dumps(figures, indent=2))
+    if profile:
+        figures["profile"] = _profile(model, optimizer, batch)
+    return figures
+
+
+def _profile(model, optimizer, batch) -> list[str]:
+    """Top kernels of one step by GPU time, and the launch count."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        torch.cuda.synchronize()
+    events = [e for e in prof.key_averages() if e.device_time_total > 0]
+    total = sum(e.self_device_time_total for e in events)
+    launches = sum(e.count for e in events if e.self_device_time_total > 0)
+    rows = sorted(events, key=lambda e: -e.self_device_time_total)[:15]
+    lines = [f"GPU time {total / 1e3:.0f} ms, {launches} kernel launches"]
+    for e in rows:
+        share = e.self_device_time_total / total
+        lines.append(f"{share:6.1%} {e.self_device_time_total / 1e3:8.1f} ms  {e.key[:90]}")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--layers", type=int, default=52, help="first N layers of the real pattern")
+    parser.add_argument(
+        "--runs",
+        default="reference:2048,fast:2048,reference:8192,fast:8192",
+        help="ENGINE:TOKENS,...",
+    )
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--rank", type=int, default=32)
+    parser.add_argument("--profile", default="", help="ENGINE:TOKENS of the run to profile")
+    parser.add_argument("--json", default=None, help="also write every run's figures here")
+    parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # a child process's run
+    args = parser.parse_args()
+
+    if args.one:
+        name, seq_len = args.one.split(":")
+        figures = run_one(
+            name, int(seq_len), args.layers, args.steps, args.rank, args.profile == args.one
+        )
+        print("RESULT " + json.dumps(figures))
+        return
+
+    results = []
+    for run in args.runs.split(","):
+        command = [sys.executable, __file__, "--one", run, "--layers", str(args.layers)]
+        command += ["--steps", str(args.steps), "--rank", str(args.rank), "--profile", args.profile]
+        done = subprocess.run(command, capture_output=True, text=True, env=os.environ, check=False)
+        found = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+        if found:
+            results.append(json.loads(found[-1][len("RESULT ") :]))
+        else:
+            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+            oom = "out of memory" in done.stderr.lower()
+            results.append({"run": run, "error": "out of memory" if oom else " | ".join(tail)})
+        print(json.dumps(results[-1]), flush=True)
+    print(f"\n{'run':<16}{'tokens/s':>10}{'peak GiB':>10}  notes")
+    for r in results:
+        note = r.get("error") or r["paths"][1].split(":")[1].strip()[:40]
+        print(f"{r['run']:<16}{r.get('tokens_per_s', '-'):>10}{r.get('peak_gib', '-'):>10}  {note}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(figures, f, indent=2)
+            json.dump(results, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -9,11 +9,16 @@ from contextlib import contextmanager
 import typer
 from rich.console import Console
 
-__all__ = ["console", "err_console", "fail", "progress_bar", "user_errors"]
+__all__ = ["console", "echo", "err_console", "fail", "progress_bar", "user_errors"]
 
 # Off a terminal (logs, CI, pipes) rich would wrap tables at 80 columns; logs can be wider.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
+
+
+def echo(message: str) -> None:
+    """Print library output as it is (paths and package names may hold [brackets])."""
+    console.print(message, markup=False)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

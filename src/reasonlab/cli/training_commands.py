@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from reasonlab.cli.common import console, fail, user_errors
+from reasonlab.cli.common import console, echo, fail, user_errors
 
 
 def tokenizer(
@@ -49,6 +49,14 @@ def train(
     resume: Annotated[
         bool, typer.Option(help="continue from the last checkpoint in output_dir")
     ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="print the path each component takes (Mamba kernels, expert LoRA, attention, "
+            "packing, loss, optimizer) and the rows and tokens per step; load no weights, train nothing",
+        ),
+    ] = False,
 ) -> None:
     """LoRA SFT from a recipe; flags override the recipe's fields of the same meaning."""
     from reasonlab.training.recipe import RecipeError, load_recipe
@@ -57,11 +65,17 @@ def train(
         recipe = load_recipe(
             config, {"model": model, "data": data, "output_dir": output_dir, "max_steps": max_steps}
         )
+    from reasonlab.training.kernels import KernelError
+    from reasonlab.training.train import dry_run as plan_training
     from reasonlab.training.train import is_main_process
     from reasonlab.training.train import train as run_training
 
-    with user_errors(RecipeError, ValueError):
-        result = run_training(recipe, resume=resume, echo=console.print)
+    if dry_run:
+        with user_errors(RecipeError, KernelError, ValueError):
+            plan_training(recipe, echo=echo)
+        return
+    with user_errors(RecipeError, KernelError, ValueError):
+        result = run_training(recipe, resume=resume, echo=echo)
     if not is_main_process():
         return
     losses = result.losses

@@ -26,6 +26,7 @@ from reasonlab.metric import extract_answer
 
 __all__ = [
     "END_OF_TURN",
+    "IGNORE_INDEX",
     "TEMPLATE_NAME",
     "SFTExample",
     "completion_text",
@@ -36,6 +37,7 @@ __all__ = [
     "tokenize_example",
 ]
 
+IGNORE_INDEX = -100  # the label of a position without loss (transformers' cross-entropy default)
 TEMPLATE_NAME = "nemotron_3_nano"  # trl/chat_templates/<name>.jinja: the base model's template
 END_OF_TURN = "<|im_end|>\n"  # what the template writes after an assistant message
 _THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
@@ -130,5 +132,5 @@ def tokenize_example(tokenizer, example: SFTExample) -> dict[str, list[int]]:
     completion_ids = tokenizer(example.completion, add_special_tokens=False)["input_ids"]
     return {
         "input_ids": prompt_ids + completion_ids,
-        "labels": [-100] * len(prompt_ids) + completion_ids,
+        "labels": [IGNORE_INDEX] * len(prompt_ids) + completion_ids,
     }

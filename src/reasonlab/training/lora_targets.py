@@ -3,11 +3,13 @@
 PEFT matches `target_modules` by suffix and silently skips names that match nothing, so
 presets are resolved here against the model's own module tree into full names: a preset
 that finds nothing is an error before training starts, and the list of what was wrapped
-is printed after. Mamba `out_proj`/`conv1d` and the MoE router (`gate`) are never
-targeted (see `FORBIDDEN_LORA_TARGETS`).
+is printed after. Mamba `conv1d` and the MoE router (`gate`) are never targeted; Mamba
+`out_proj` (`mamba_out`) only where its gradient is real: the fused Mamba kernel reads
+`out_proj.weight` directly, so `engine.check` refuses it on that path.
 
 Native module tree (transformers `modeling_nemotron_h.py`):
   model.layers.N.mixer.in_proj                       Mamba2 input projection (Linear)
+  model.layers.N.mixer.out_proj                      Mamba2 output projection (Linear)
   model.layers.N.mixer.{q,k,v,o}_proj                attention (Linear)
   model.layers.N.mixer.shared_experts.{up,down}_proj shared expert (Linear)
   model.layers.N.mixer.experts.{up,down}_proj        routed experts: 3-D Parameters
@@ -21,23 +23,28 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
-from reasonlab.competition import FORBIDDEN_LORA_TARGETS
-
 __all__ = ["PRESETS", "Preset", "ResolvedTargets", "adapted_names", "resolve_targets"]
 
-Preset = Literal["attention", "mamba_in", "shared_experts", "routed_experts", "lm_head"]
+Preset = Literal[
+    "attention", "mamba_in", "mamba_out", "shared_experts", "routed_experts", "lm_head"
+]
 PRESETS: tuple[str, ...] = get_args(Preset)
 
 # Module-name patterns per preset (full native names); routed experts match parameters.
 _MODULE_PATTERNS: dict[str, re.Pattern[str]] = {
     "attention": re.compile(r"model\.layers\.\d+\.mixer\.(q|k|v|o)_proj"),
     "mamba_in": re.compile(r"model\.layers\.\d+\.mixer\.in_proj"),
+    "mamba_out": re.compile(r"model\.layers\.\d+\.mixer\.out_proj"),
     "shared_experts": re.compile(r"model\.layers\.\d+\.mixer\.shared_experts\.(up|down)_proj"),
     "lm_head": re.compile(r"lm_head"),
 }
 _PARAMETER_PATTERNS: dict[str, re.Pattern[str]] = {
     "routed_experts": re.compile(r"model\.layers\.\d+\.mixer\.experts\.(up|down)_proj"),
 }
+
+
+# Loaded but never applied by the scorer's vLLM (conv1d), or the router, which must stay frozen.
+_NEVER_TARGETED = ("conv1d", "gate")
 
 
 @dataclass(frozen=True)
@@ -74,7 +81,7 @@ def resolve_targets(model, presets: list[str] | tuple[str, ...]) -> ResolvedTarg
             parameters[preset] = found
         if not found:
             raise ValueError(f"LoRA target preset {preset!r} matches nothing in this model")
-        bad = [n for n in found if n.rsplit(".", 1)[-1] in FORBIDDEN_LORA_TARGETS]
+        bad = [n for n in found if n.rsplit(".", 1)[-1] in _NEVER_TARGETED]
         if bad:  # a guard on the patterns above, which must never reach these
             raise ValueError(f"preset {preset!r} would target forbidden modules {bad[:3]}")
     return ResolvedTargets(modules, parameters)

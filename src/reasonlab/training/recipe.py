@@ -81,6 +81,17 @@ class TrainRecipe(BaseModel):
     max_length: int = Field(
         MAX_MODEL_LEN, ge=16, description="tokens; longer examples are dropped, never cut"
     )
+    packing: bool = Field(
+        False,
+        description="pack several examples into each row, kept apart in every layer "
+        "(attention by restarting position_ids, Mamba by seq_idx); see training.packing",
+    )
+    pack_length: int = Field(
+        8192,
+        ge=16,
+        description="tokens per packed row at most; longer examples are dropped, never cut. "
+        "A batch of `batch_size` rows is trained as one sequence of up to batch_size x pack_length",
+    )
     seed: int = 0
     precision: Literal["bf16", "fp16", "fp32"] = "bf16"
     gradient_checkpointing: bool = True
@@ -88,6 +99,19 @@ class TrainRecipe(BaseModel):
     save_steps: int = Field(200, ge=1)
     save_total_limit: int = Field(2, ge=1)
     report_to: Literal["tensorboard", "none"] = "tensorboard"
+    # The engine (see `training.engine`): each choice is printed at start and by --dry-run.
+    kernels: Literal["auto", "required", "off"] = Field(
+        "auto",
+        description="auto: fused Mamba kernels when installed; required: refuse to start "
+        "without them; off: the PyTorch reference (an A/B baseline, or LoRA on out_proj)",
+    )
+    expert_lora: Literal["grouped", "peft"] = Field(
+        "grouped", description="routed-expert LoRA by grouped matmuls, or PEFT's delta weights"
+    )
+    loss_chunk_tokens: int = Field(
+        4096, ge=0, description="labelled tokens per lm_head + loss chunk; 0: full logits"
+    )
+    optimizer: Literal["adamw_torch_fused", "adamw_torch"] = "adamw_torch_fused"
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:

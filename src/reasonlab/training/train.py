@@ -6,9 +6,10 @@ and refuses a LoRA on `lm_head`, which the winning recipe trains. Everything SFT
 would add here (chat rendering, completion-only labels) is done by `formats.chat`.
 
 Examples are tokenized here (see `reasonlab.formats.chat`): the scorer's rendered prompt
-(loss masked) followed by the completion, one example per row. No packing: the HF Mamba
-mixer carries state across packed samples. Examples longer than `max_length` are dropped
-and counted, never truncated (a cut trace would teach the model to stop mid-thought).
+(loss masked) followed by the completion, one example per row, or with `packing: true`
+several per row, kept apart in every layer (`training.packing`). Examples longer than
+`max_length` (or `pack_length`) are dropped and counted, never truncated (a cut trace
+would teach the model to stop mid-thought).
 
 Outputs under `output_dir`: `checkpoint-N/` (resumable), `adapter/` (the PEFT adapter in
 the native layout, plus `lora_parameters.json` naming which 3-D parameter each nested
@@ -24,10 +25,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from reasonlab.formats.chat import sft_example, tokenize_example
+from reasonlab.formats.chat import IGNORE_INDEX, sft_example, tokenize_example
 from reasonlab.formats.csvio import DataError
 from reasonlab.formats.files import atomic_write
 from reasonlab.formats.jsonl import read_jsonl
+from reasonlab.training.engine import EnginePaths, apply_fast_path, check, resolve_paths
 from reasonlab.training.lora_targets import adapted_names, resolve_targets
 from reasonlab.training.recipe import TrainRecipe, save_recipe
 
@@ -35,7 +37,10 @@ __all__ = [
     "PARAMETER_MAP_FILE",
     "RECIPE_FILE",
     "SUMMARY_FILE",
+    "TrainPlan",
     "TrainResult",
+    "add_lora",
+    "dry_run",
     "is_main_process",
     "parameter_wrappers",
     "train",
@@ -55,6 +60,131 @@ class TrainResult:
     dropped_too_long: int
     losses: list[float]  # logged training losses, in order
     zero_grad: list[str]  # adapted names whose LoRA got no gradient at the first step
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    """What a run of the recipe would do: paths, and the work per optimizer step."""
+
+    paths: EnginePaths
+    examples: int
+    dropped_too_long: int
+    rows: int  # training rows (several examples each when packing)
+    tokens: int  # tokens in all rows
+    rows_per_step: int  # batch_size x grad_accum x processes
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.rows / self.rows_per_step)
+
+    def lines(self) -> list[str]:
+        per_step = self.tokens / max(self.steps_per_epoch, 1)
+        return [
+            *self.paths.lines(),
+            f"examples: {self.examples} (dropped {self.dropped_too_long} too long)",
+            (
+                f"rows: {self.rows}, {self.rows_per_step} per optimizer step, "
+                f"{self.steps_per_epoch} steps per epoch"
+            ),
+            f"tokens: {self.tokens:,} in all, {per_step:,.0f} per step",
+        ]
+
+
+def _world_size() -> int:
+    """Processes under accelerate launch / torchrun (they set WORLD_SIZE); 1 otherwise."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _plan(recipe: TrainRecipe, tokenizer, config) -> tuple[TrainPlan, list[dict]]:
+    """The plan, and the training rows: one example each, or packed (`training.packing`)."""
+    from reasonlab.training.packing import pack_examples
+
+    examples, dropped = _tokenized_rows(tokenizer, recipe)
+    rows, placed = examples, len(examples)
+    if recipe.packing:
+        packing = pack_examples(examples, recipe.pack_length, recipe.seed)
+        if not packing.rows:
+            raise DataError(
+                f"pack_length: every example is longer than {recipe.pack_length} tokens"
+            )
+        rows, placed = packing.rows, packing.examples
+        dropped += packing.dropped_too_long
+    plan = TrainPlan(
+        paths=resolve_paths(recipe, config),
+        examples=placed,
+        dropped_too_long=dropped,
+        rows=len(rows),
+        tokens=sum(len(r["input_ids"]) for r in rows),
+        rows_per_step=recipe.batch_size * recipe.grad_accum * _world_size(),
+    )
+    check(recipe, plan.paths)
+    return plan, rows
+
+
+def _load_tokenizer(recipe: TrainRecipe):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(recipe.model)
+    if not tokenizer.chat_template:
+        raise ValueError(
+            f"model: {recipe.model} has no chat template; the scorer renders with the base one"
+        )
+    return tokenizer
+
+
+def dry_run(recipe: TrainRecipe, echo: Callable[[str], None] = print) -> TrainPlan:
+    """Everything `train` decides before its first step, without loading weights."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from reasonlab.training.kernels import select
+
+    _check_inputs(recipe)
+    select(recipe.kernels)
+    with torch.device("meta"):  # shapes and module names only: seconds even for 30B
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(recipe.model))
+    resolve_targets(model, recipe.lora.targets)  # a preset that matches nothing fails here
+    plan, _ = _plan(recipe, _load_tokenizer(recipe), model.config)
+    for line in plan.lines():
+        echo(line)
+    return plan
+
+
+def add_lora(model, recipe: TrainRecipe, echo: Callable[[str], None] = print):
+    """Wrap `model` with the recipe's LoRA and install the engine's fast paths.
+
+    Returns (peft_model, adapted native names). Every preset must wrap something, and PEFT
+    must wrap exactly the resolved names (it skips unmatched names silently).
+    """
+    from peft import LoraConfig, get_peft_model
+
+    targets = resolve_targets(model, recipe.lora.targets)
+    lora = LoraConfig(
+        r=recipe.lora.r,
+        lora_alpha=recipe.lora.alpha,
+        lora_dropout=recipe.lora.dropout,
+        target_modules=targets.target_modules or None,
+        target_parameters=targets.target_parameters or None,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    model = get_peft_model(model, lora)
+    adapted = adapted_names(model)
+    requested = set(targets.target_modules) | set(targets.target_parameters)
+    for preset, names in {**targets.modules, **targets.parameters}.items():
+        if not set(names) & set(adapted):
+            raise RuntimeError(
+                f"LoRA preset {preset!r} resolved to {names[:3]} but PEFT wrapped none of them"
+            )
+    if set(adapted) != requested:
+        raise RuntimeError(
+            f"PEFT wrapped {sorted(set(adapted) ^ requested)} unlike the resolved targets"
+        )
+    echo(f"adapted {len(adapted)} modules/parameters: " + ", ".join(adapted))
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    echo(f"trainable parameters: {trainable:,}")
+    apply_fast_path(model, recipe)
+    return model, adapted
 
 
 def _check_inputs(recipe: TrainRecipe) -> None:
@@ -140,60 +270,38 @@ def train(
     if not is_main_process():
         echo = _quiet
     import torch
-    from peft import LoraConfig, get_peft_model
     from transformers import (
         AutoModelForCausalLM,
-        AutoTokenizer,
         DataCollatorForSeq2Seq,
         Trainer,
         TrainingArguments,
     )
 
+    from reasonlab.training.kernels import select
+
     out = Path(recipe.output_dir)
     adapter_dir = out / "adapter"
 
-    # 1. data: the scorer's prompt + completion, tokenized apart, loss on the completion
-    tokenizer = AutoTokenizer.from_pretrained(recipe.model)
-    if not tokenizer.chat_template:
-        raise ValueError(
-            f"model: {recipe.model} has no chat template; the scorer renders with the base one"
-        )
-    rows, dropped = _tokenized_rows(tokenizer, recipe)
-    echo(f"examples: {len(rows)} (dropped {dropped} longer than {recipe.max_length} tokens)")
-
-    # 2. model and LoRA on exactly the names the presets resolve to
+    # 1. model: the recipe's Mamba path bound before transformers binds its own
+    select(recipe.kernels)
     torch.manual_seed(recipe.seed)
     model = AutoModelForCausalLM.from_pretrained(
         recipe.model, dtype=getattr(torch, _DTYPES[recipe.precision])
     )
-    targets = resolve_targets(model, recipe.lora.targets)
-    lora = LoraConfig(
-        r=recipe.lora.r,
-        lora_alpha=recipe.lora.alpha,
-        lora_dropout=recipe.lora.dropout,
-        target_modules=targets.target_modules or None,
-        target_parameters=targets.target_parameters or None,
-        bias="none",
-        task_type="CAUSAL_LM",
-    )
-    model = get_peft_model(model, lora)
-    adapted = adapted_names(model)
-    requested = set(targets.target_modules) | set(targets.target_parameters)
-    for preset, names in {**targets.modules, **targets.parameters}.items():
-        if not set(names) & set(adapted):
-            raise RuntimeError(
-                f"LoRA preset {preset!r} resolved to {names[:3]} but PEFT wrapped none of them"
-            )
-    if set(adapted) != requested:
-        raise RuntimeError(
-            f"PEFT wrapped {sorted(set(adapted) ^ requested)} unlike the resolved targets"
-        )
-    echo(f"adapted {len(adapted)} modules/parameters: " + ", ".join(adapted))
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    echo(f"trainable parameters: {trainable:,}")
+
+    # 2. data: the scorer's prompt + completion, tokenized apart, loss on the completion;
+    # the plan (paths, rows, tokens per step) is checked before anything trains
+    tokenizer = _load_tokenizer(recipe)
+    plan, rows = _plan(recipe, tokenizer, model.config)
+    for line in plan.lines():
+        echo(line)
+    dropped = plan.dropped_too_long
+
+    # 3. LoRA on exactly the names the presets resolve to, then the engine's fast paths
+    model, adapted = add_lora(model, recipe, echo)
     probe, grad_norms = _gradient_probe(model, adapted)
 
-    # 3. train
+    # 4. train
     args = TrainingArguments(
         output_dir=str(out),
         learning_rate=recipe.learning_rate,
@@ -213,10 +321,16 @@ def train(
         save_total_limit=recipe.save_total_limit,
         report_to=[] if recipe.report_to == "none" else [recipe.report_to],
         remove_unused_columns=False,
+        optim=recipe.optimizer,
     )
     # Right padding: Mamba reads left to right, so pads after the text cannot touch it.
     tokenizer.padding_side = "right"
-    collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
+    collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)
+    if recipe.packing:  # several examples a row, kept apart in every layer (training.packing)
+        from reasonlab.training.packing import collate_packed, isolate_packed_sequences
+
+        isolate_packed_sequences(model)
+        collator = collate_packed
     trainer = Trainer(
         model=model, args=args, train_dataset=rows, data_collator=collator, callbacks=[probe]
     )
@@ -225,7 +339,7 @@ def train(
         echo(f"resuming from {last}" if last else f"no checkpoint in {out}; starting fresh")
     trainer.train(resume_from_checkpoint=str(last) if last else None)
 
-    # 4. save: adapter (no full lm_head copy), the wrapper map, the resolved recipe, a summary
+    # 5. save: adapter (no full lm_head copy), the wrapper map, the resolved recipe, a summary
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     zero_grad = sorted(name for name, norm in grad_norms.items() if not norm > 0.0)
     if not trainer.is_world_process_zero():

@@ -1,0 +1,97 @@
+"""Which implementation each part of a training step uses, chosen once and said out loud.
+
+A GPU run that silently falls back to a slow path wastes the money it was meant to save,
+so `train` (and `train --dry-run`, before any weights load) prints one line per component:
+
+  mamba      fused (mamba_ssm Triton SSD + causal_conv1d) / pytorch (and why)
+  experts    grouped LoRA (this project) / PEFT delta-weight wrapper / base implementation
+  attention  transformers' attention implementation (sdpa, eager, flash_attention_2)
+  packing    on (rows of <= N tokens) / off
+  loss       chunked over labelled tokens / full logits
+  optimizer  the TrainingArguments optimizer
+
+`check` refuses what would run wrongly on the chosen path: `kernels: required` without the
+fused Mamba kernels, and a LoRA on Mamba `out_proj` under them (the fused kernel reads
+`out_proj.weight` directly, so the LoRA gets no gradient).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from reasonlab.training.kernels import KernelError, MambaPath, mamba_path
+from reasonlab.training.recipe import RecipeError, TrainRecipe
+
+__all__ = ["EnginePaths", "apply_fast_path", "check", "resolve_paths"]
+
+
+@dataclass(frozen=True)
+class EnginePaths:
+    mamba: MambaPath
+    experts: str
+    attention: str
+    packing: str
+    loss: str
+    optimizer: str
+
+    def lines(self) -> list[str]:
+        return [
+            f"mamba: {self.mamba.kind} ({self.mamba.detail})",
+            f"experts: {self.experts}",
+            f"attention: {self.attention}",
+            f"packing: {self.packing}",
+            f"loss: {self.loss}",
+            f"optimizer: {self.optimizer}",
+        ]
+
+
+def resolve_paths(recipe: TrainRecipe, config) -> EnginePaths:
+    """The paths a run of `recipe` on a model of `config` takes (no weights needed)."""
+    base_experts = getattr(config, "_experts_implementation", None) or "eager"
+    if "routed_experts" not in recipe.lora.targets:
+        experts = f"no expert LoRA; base experts: {base_experts}"
+    elif recipe.expert_lora == "grouped":
+        experts = "grouped LoRA: x W^T + s (x A^T) B^T per expert, no delta weights"
+    else:
+        experts = f"PEFT delta-weight wrapper (W + s B A per step); base experts: {base_experts}"
+    mamba = mamba_path()
+    apart = (
+        "seq_idx in the fused kernels" if mamba.kind == "fused" else "one mixer call per example"
+    )
+    packing = (
+        f"on (rows of <= {recipe.pack_length} tokens; examples kept apart: attention by "
+        f"position_ids, Mamba by {apart})"
+        if recipe.packing
+        else "off"
+    )
+    chunk = recipe.loss_chunk_tokens
+    loss = (
+        f"chunked: labelled tokens only, {chunk} at a time"
+        if chunk
+        else "full logits (transformers)"
+    )
+    attention = getattr(config, "_attn_implementation", None) or "default"
+    return EnginePaths(mamba, experts, attention, packing, loss, recipe.optimizer)
+
+
+def check(recipe: TrainRecipe, paths: EnginePaths) -> None:
+    """Refuse a recipe that would run wrongly (or slowly, when it said not to) on these paths."""
+    if recipe.kernels == "required" and paths.mamba.kind != "fused":
+        raise KernelError(f"kernels: required, but the Mamba path is pytorch: {paths.mamba.detail}")
+    if "mamba_out" in recipe.lora.targets and paths.mamba.kind == "fused":
+        raise RecipeError(
+            "lora.targets: mamba_out (Mamba out_proj) gets no gradient under the fused Mamba "
+            "kernel, which reads out_proj.weight directly; remove it from lora.targets"
+        )
+
+
+def apply_fast_path(peft_model, recipe: TrainRecipe) -> None:
+    """Install the recipe's choices on a freshly wrapped PEFT model (before training)."""
+    from reasonlab.training.chunked_loss import use_chunked_loss
+    from reasonlab.training.expert_lora import use_grouped_expert_lora
+
+    grouped = recipe.expert_lora == "grouped" and "routed_experts" in recipe.lora.targets
+    if grouped and use_grouped_expert_lora(peft_model) == 0:
+        raise RuntimeError("expert_lora: grouped found no routed-expert LoRA wrapper to install")
+    if recipe.loss_chunk_tokens:
+        use_chunked_loss(peft_model.get_base_model(), recipe.loss_chunk_tokens)

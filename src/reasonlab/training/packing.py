@@ -1,0 +1,195 @@
+"""Packed rows for LoRA SFT of `nemotron_h`, with every example kept apart in every layer.
+
+Packing puts several tokenized examples (`formats.chat.tokenize_example`: `input_ids` and
+`labels`, -100 on the prompt) into rows of at most `pack_length` tokens, so short traces
+stop wasting a long row. An example sees only itself, as it would alone:
+
+- **labels**: each example's first position gets -100, so the last token of one example
+  is never trained to predict the first token of the next (alone, a first token is never
+  a target either).
+- **attention**: `position_ids` restart at 0 at each example. With no 2-D `attention_mask`
+  and no cache, transformers (5.17 and 5.24, `masking_utils.find_packed_sequence_indices`)
+  reads the restarts as packed sequences: eager, sdpa and flex attention get a
+  block-diagonal causal mask; flash attention gets the varlen path from `position_ids`
+  (batch of one row only, which is why the collator flattens a batch into one row).
+- **Mamba**: the causal conv1d (kernel 4) and the SSD scan would carry state from one
+  example into the next. `isolate_packed_sequences` wraps each mixer's forward: on the
+  fused path (`mamba_ssm` + `causal_conv1d`) it hands a per-token `seq_idx` to the conv and
+  the scan, which reset at each new index (transformers passes the mixer's extra keyword
+  arguments on to those kernels); on the PyTorch path, which has no `seq_idx`, it runs the
+  mixer once per example segment. The MoE and norms work token by token and need nothing.
+
+Rows are built by best-fit decreasing bin packing (deterministic given the seed), and the
+Trainer's batch of rows is flattened into one `(1, tokens)` row without padding.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import random
+from bisect import bisect_left, insort
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from reasonlab.formats.chat import IGNORE_INDEX
+from reasonlab.formats.csvio import DataError
+from reasonlab.training.kernels import mamba_path
+
+__all__ = [
+    "Packing",
+    "collate_packed",
+    "isolate_packed_sequences",
+    "pack_examples",
+]
+
+_MIXER_CLASS = "NemotronHMamba2Mixer"
+
+
+@dataclass(frozen=True)
+class Packing:
+    """Packed rows (`input_ids`, `labels`, `position_ids`, `seq_idx`: lists of one length each)."""
+
+    rows: list[dict[str, list[int]]]
+    examples: int  # examples placed in rows
+    dropped_too_long: int  # examples longer than pack_length, left out whole
+
+
+def pack_examples(
+    examples: Sequence[dict[str, list[int]]], pack_length: int, seed: int = 0
+) -> Packing:
+    """Pack examples into rows of at most `pack_length` tokens; longer examples are dropped.
+
+    Best-fit decreasing: longest first, each into the row whose free space fits it most
+    tightly, a new row when none does. The examples are shuffled with `seed` first, so
+    equal lengths do not pack in file order; same examples and seed, same rows.
+    """
+    if pack_length < 1:
+        raise ValueError(f"pack_length must be positive, got {pack_length}")
+    for index, example in enumerate(examples):
+        length = len(example["input_ids"])
+        if not length or len(example["labels"]) != length:
+            raise DataError(
+                f"example {index}: needs as many labels as input_ids (>= 1), "
+                f"got {len(example['labels'])} labels for {length} input_ids"
+            )
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    fitting = [i for i in order if len(examples[i]["input_ids"]) <= pack_length]
+    fitting.sort(key=lambda i: -len(examples[i]["input_ids"]))  # stable: ties keep shuffled order
+    bins: list[list[int]] = []
+    free: list[tuple[int, int]] = []  # (free tokens, bin number), ascending
+    for i in fitting:
+        length = len(examples[i]["input_ids"])
+        at = bisect_left(free, (length, -1))  # the tightest bin with room
+        if at == len(free):
+            bins.append([i])
+            insort(free, (pack_length - length, len(bins) - 1))
+        else:
+            space, number = free.pop(at)
+            bins[number].append(i)
+            insort(free, (space - length, number))
+    rows = [_row([examples[i] for i in members]) for members in bins]
+    return Packing(rows, len(fitting), len(examples) - len(fitting))
+
+
+def _row(members: list[dict[str, list[int]]]) -> dict[str, list[int]]:
+    row: dict[str, list[int]] = {"input_ids": [], "labels": [], "position_ids": [], "seq_idx": []}
+    for index, example in enumerate(members):
+        length = len(example["input_ids"])
+        row["input_ids"] += example["input_ids"]
+        row["labels"] += [IGNORE_INDEX, *example["labels"][1:]]
+        row["position_ids"] += range(length)
+        row["seq_idx"] += [index] * length
+    return row
+
+
+def collate_packed(rows: Sequence[dict[str, list[int]]]) -> dict:
+    """A batch of packed rows as one `(1, total tokens)` row, no padding and no attention_mask.
+
+    One row because flash attention reads packed sequences from `position_ids` only at
+    batch size 1, and because nothing is padded; `seq_idx` is renumbered across the rows
+    so it keeps increasing (the Mamba kernels expect it sorted). `attention_mask` must be
+    absent: transformers derives the packed mask from `position_ids` only without one.
+    """
+    import torch
+
+    flat: dict[str, list[int]] = {"input_ids": [], "labels": [], "position_ids": [], "seq_idx": []}
+    offset = 0
+    for row in rows:
+        flat["input_ids"] += row["input_ids"]
+        flat["labels"] += row["labels"]
+        flat["position_ids"] += row["position_ids"]
+        flat["seq_idx"] += [offset + k for k in row["seq_idx"]]
+        offset += row["seq_idx"][-1] + 1
+    batch = {key: torch.tensor([values], dtype=torch.long) for key, values in flat.items()}
+    batch["seq_idx"] = batch["seq_idx"].to(torch.int32)  # the kernels' dtype
+    return batch
+
+
+def isolate_packed_sequences(model) -> str:
+    """Make every Mamba mixer of a `nemotron_h` model keep the examples of a packed row apart.
+
+    Wraps each mixer instance's forward (not the class: other models in the process stay
+    as shipped) so that a `seq_idx` keyword isolates examples on either path, and turns
+    the cache off (a cache turns transformers' packed-mask detection off). Idempotent;
+    returns the Mamba path that will run.
+    """
+    config = model.config
+    if getattr(config, "model_type", None) != "nemotron_h":
+        raise ValueError(
+            f"packing: supported for nemotron_h models, got {getattr(config, 'model_type', None)!r}"
+        )
+    path = mamba_path().kind
+    config.use_cache = False
+    mixers = [m for m in model.modules() if type(m).__name__ == _MIXER_CLASS]
+    if not mixers:
+        raise ValueError(f"packing: the model has no {_MIXER_CLASS} to isolate")
+    for mixer in mixers:
+        if not getattr(mixer.forward, "_isolates_packed", False):
+            mixer.forward = _isolating_forward(mixer.forward, fused=path == "fused")
+    return path
+
+
+def _isolating_forward(original: Callable, fused: bool) -> Callable:
+    """The mixer's forward, plus a `seq_idx` keyword: (batch, length) int32, one index per example."""
+
+    @functools.wraps(original)
+    def forward(hidden_states, *args, seq_idx=None, **kwargs):
+        if seq_idx is None:
+            return original(hidden_states, *args, **kwargs)
+        if args or any(kwargs.get(name) is not None for name in ("cache", "cache_params")):
+            raise ValueError("packed rows (seq_idx) are for training: run them without a cache")
+        if tuple(seq_idx.shape) != tuple(hidden_states.shape[:2]):
+            raise ValueError(
+                f"seq_idx has shape {tuple(seq_idx.shape)}, the tokens {tuple(hidden_states.shape[:2])}"
+            )
+        if fused and hidden_states.is_cuda:
+            # transformers passes the mixer's keyword arguments on to the conv and scan kernels
+            return original(hidden_states, seq_idx=seq_idx, **kwargs)
+        return _per_segment(original, hidden_states, seq_idx, **kwargs)
+
+    forward._isolates_packed = True
+    return forward
+
+
+def _per_segment(original, hidden_states, seq_idx, attention_mask=None, **kwargs):
+    """Run the mixer on each example's tokens alone: the PyTorch conv and scan take no seq_idx.
+
+    hidden_states (batch, length, hidden) -> the same shape; one call per example segment,
+    so each starts from a zero conv window and a zero SSM state, exactly as unpacked.
+    """
+    import torch
+
+    rows = []
+    for b in range(hidden_states.shape[0]):
+        changes = (seq_idx[b, 1:] != seq_idx[b, :-1]).nonzero().flatten() + 1
+        bounds = [0, *changes.tolist(), hidden_states.shape[1]]
+        pieces = []
+        for start, end in itertools.pairwise(bounds):
+            mask = None if attention_mask is None else attention_mask[b : b + 1, start:end]
+            pieces.append(
+                original(hidden_states[b : b + 1, start:end], attention_mask=mask, **kwargs)
+            )
+        rows.append(torch.cat(pieces, dim=1))
+    return torch.cat(rows, dim=0)

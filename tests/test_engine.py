@@ -1,0 +1,170 @@
+"""The training engine's fast paths compute what the reference paths compute (CPU, fp32).
+
+Grouped routed-expert LoRA against PEFT's delta-weight wrapper, the chunked loss against
+transformers' full-logits loss, and the checks and dry run that say which path runs.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("peft")
+
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForCausalLM
+
+from reasonlab.training.chunked_loss import use_chunked_loss
+from reasonlab.training.engine import EnginePaths, check
+from reasonlab.training.expert_lora import GroupedExpertsLoRA, grouped_mm, use_grouped_expert_lora
+from reasonlab.training.kernels import KernelError, MambaPath
+from reasonlab.training.lora_targets import resolve_targets
+from reasonlab.training.recipe import LoraRecipe, RecipeError, TrainRecipe
+
+EVERY_PRESET = ("attention", "mamba_in", "shared_experts", "routed_experts", "lm_head")
+
+
+def _peft_model(tiny_model, seed: int = 0):
+    """The tiny model with LoRA on every preset, B initialised non-zero so every path counts."""
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    targets = resolve_targets(model, EVERY_PRESET)
+    config = LoraConfig(
+        r=4,
+        lora_alpha=8,
+        target_modules=targets.target_modules,
+        target_parameters=targets.target_parameters,
+        init_lora_weights=False,
+    )
+    peft_model = get_peft_model(model, config)
+    peft_model.train()
+    return peft_model
+
+
+def _batch(vocab: int, seed: int = 1) -> dict[str, torch.Tensor]:
+    """Two rows of different lengths, right-padded, prompts masked as training masks them."""
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, vocab, (2, 48), generator=generator)
+    labels = ids.clone()
+    labels[:, :10] = -100  # prompt
+    labels[1, 30:] = -100  # padding of the shorter row
+    mask = torch.ones_like(ids)
+    mask[1, 30:] = 0
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+def _loss_and_grads(model, batch, **kwargs) -> tuple[float, dict[str, torch.Tensor]]:
+    model.zero_grad(set_to_none=True)
+    loss = model(**batch, **kwargs).loss
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return float(loss), grads
+
+
+def _assert_same(reference, fast, rtol: float = 1e-5):
+    (loss_ref, grads_ref), (loss_fast, grads_fast) = reference, fast
+    assert loss_fast == pytest.approx(loss_ref, rel=rtol)
+    assert grads_fast.keys() == grads_ref.keys() and len(grads_ref) >= 15
+    for name, grad in grads_ref.items():
+        error = (grads_fast[name] - grad).norm() / grad.norm().clamp(min=1e-12)
+        assert error < 1e-4, f"{name}: relative gradient error {float(error):.2e}"
+
+
+# ---------------------------------------------------------------- grouped expert LoRA
+def test_grouped_mm_matches_a_loop_over_groups():
+    x, w = torch.randn(10, 6), torch.randn(3, 6, 5)
+    offsets = torch.tensor([3, 3, 10], dtype=torch.int32)  # the middle group is empty
+    expected = torch.cat([x[:3] @ w[0], x[3:10] @ w[2]])
+    torch.testing.assert_close(grouped_mm(x, w, offsets), expected)
+
+
+def test_grouped_expert_lora_equals_the_peft_wrapper(tiny_model):
+    model = _peft_model(tiny_model)
+    batch = _batch(model.config.vocab_size)
+    reference = _loss_and_grads(model, batch)
+    swapped = use_grouped_expert_lora(model)
+    experts = [m for m in model.modules() if isinstance(m, GroupedExpertsLoRA)]
+    assert swapped == len(experts) > 0  # one per MoE layer: the outer of the two wrappers
+    _assert_same(reference, _loss_and_grads(model, batch))
+
+
+def test_grouped_expert_lora_keeps_the_saved_adapter(tiny_model, tmp_path):
+    reference, fast = _peft_model(tiny_model), _peft_model(tiny_model)
+    use_grouped_expert_lora(fast)
+    reference.save_pretrained(tmp_path / "ref")
+    fast.save_pretrained(tmp_path / "fast")
+    from safetensors.torch import load_file
+
+    ref = load_file(tmp_path / "ref" / "adapter_model.safetensors")
+    new = load_file(tmp_path / "fast" / "adapter_model.safetensors")
+    assert ref.keys() == new.keys()
+    assert all(torch.equal(ref[k], new[k]) for k in ref)
+
+
+# ---------------------------------------------------------------- chunked loss
+@pytest.mark.parametrize("chunk", [7, 4096])  # several chunks with a ragged last one; one chunk
+def test_chunked_loss_equals_the_full_logits_loss(tiny_model, chunk):
+    model = _peft_model(tiny_model)
+    batch = _batch(model.config.vocab_size)
+    reference = _loss_and_grads(model, batch)
+    use_chunked_loss(model.get_base_model(), chunk)
+    _assert_same(reference, _loss_and_grads(model, batch))
+
+
+def test_chunked_loss_divides_by_the_trainers_token_count(tiny_model):
+    """Under gradient accumulation the trainer passes the tokens of all micro-batches."""
+    model = _peft_model(tiny_model)
+    batch = _batch(model.config.vocab_size)
+    reference = _loss_and_grads(model, batch, num_items_in_batch=torch.tensor(1000))
+    use_chunked_loss(model.get_base_model(), 16)
+    _assert_same(reference, _loss_and_grads(model, batch, num_items_in_batch=torch.tensor(1000)))
+
+
+def test_without_labels_the_model_returns_logits(tiny_model):
+    model = _peft_model(tiny_model)
+    use_chunked_loss(model.get_base_model(), 16)
+    ids = _batch(model.config.vocab_size)["input_ids"]
+    assert model(input_ids=ids).logits.shape == (*ids.shape, model.config.vocab_size)
+
+
+# ---------------------------------------------------------------- checks and the dry run
+def _paths(kind: str) -> EnginePaths:
+    return EnginePaths(MambaPath(kind, "test"), "grouped", "sdpa", "off", "chunked", "adamw")
+
+
+def _recipe(**fields) -> TrainRecipe:
+    return TrainRecipe(model="m", data="d", output_dir="o", **fields)
+
+
+def test_kernels_required_refuses_the_pytorch_path():
+    with pytest.raises(KernelError, match="kernels: required"):
+        check(_recipe(kernels="required"), _paths("pytorch"))
+    check(_recipe(kernels="required"), _paths("fused"))
+
+
+def test_mamba_out_lora_is_refused_under_the_fused_kernel_only():
+    recipe = _recipe(lora=LoraRecipe(targets=("mamba_in", "mamba_out")))
+    with pytest.raises(RecipeError, match=r"lora\.targets: mamba_out"):
+        check(recipe, _paths("fused"))
+    check(recipe, _paths("pytorch"))  # its gradient is real on the PyTorch path
+
+
+def test_dry_run_names_every_path_and_trains_nothing(train_cli, tmp_path):
+    output = train_cli(tmp_path / "run", "--dry-run").output
+    for line in ("mamba: pytorch", "experts: grouped LoRA", "attention:", "packing: off"):
+        assert line in output
+    assert "loss: chunked" in output and "optimizer: adamw_torch_fused" in output
+    assert "rows: 64, 4 per optimizer step, 16 steps per epoch" in output
+    assert not (tmp_path / "run").exists()
+
+
+def test_kernels_required_on_this_cpu_is_a_one_line_error(cli, tiny_model, tmp_path):
+    from reasonlab.training.tiny_model import TOY_DATA_FILE
+
+    recipe = tmp_path / "required.yaml"
+    recipe.write_text(
+        f"model: {tiny_model}\ndata: {tiny_model / TOY_DATA_FILE}\n"
+        f"output_dir: {tmp_path / 'run'}\nkernels: required\n"
+    )
+    result = cli("train", recipe, "--dry-run", expect=1)
+    assert "kernels: required, but the Mamba path is pytorch" in result.output
