@@ -7,7 +7,8 @@ Single process on purpose: this is the per-row cost the lead's `--workers` divid
 Prints rows/s and total seconds of parse+solve (render timed apart), correct/total by
 the competition metric when answers are known, how many rows were ambiguous (several
 rules fit and disagree on the query) or unsolved and why, and the distribution of
-trace lengths in characters, and in tokens when a tokenizer folder is given.
+trace lengths in characters and in the tokens the model generates (trace, </think>, the
+boxed answer, <|im_end|>): exact with the real tokenizer, estimated without the ML extras.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import statistics
 import time
 from collections import Counter
 
+from reasonlab.competition import user_message
 from reasonlab.formats.csvio import read_rows
+from reasonlab.formats.token_counts import TokenCounter
 from reasonlab.metric import extract_answer, is_correct
 from reasonlab.puzzles.base import Solution
 from reasonlab.puzzles.bits import family as bits
@@ -45,7 +48,7 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--tokenizer", help="a tokenizer folder (transformers) to count trace tokens"
+        "--tokenizer", help="a tokenizer folder to count with (default: the real Nemotron one)"
     )
     parser.add_argument("--notation", choices=("bin", "hex"), default="bin")
     args = parser.parse_args()
@@ -97,11 +100,9 @@ def main() -> None:
     print(
         f"trace chars: {_percentiles([len(t) for t in traces])}  (boxed answer != solver answer: {broken})"
     )
-    if args.tokenizer:
-        from transformers import AutoTokenizer  # heavy: only when asked
-
-        tok = AutoTokenizer.from_pretrained(args.tokenizer)
-        print(f"trace tokens: {_percentiles([len(tok(t)['input_ids']) for t in traces])}")
+    counter = TokenCounter.load(args.tokenizer)  # the real tokenizer unless told otherwise
+    lengths = counter.lengths([(user_message(r["prompt"]), t) for t, (r, _) in zip(traces, solved)])
+    print(f"generated {counter.describe()}: {_percentiles([n.generated for n in lengths])}")
 
 
 if __name__ == "__main__":

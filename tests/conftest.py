@@ -79,6 +79,20 @@ def cli() -> Callable[..., object]:
 
 
 @pytest.fixture(scope="session")
+def real_tokenizer():
+    """The base model's real tokenizer, rebuilt once into the user cache and loaded once.
+
+    Needs the train extra (transformers, tokenizers, trl, mistral-common): skips without
+    transformers, and fails, rather than skips, when transformers is there but the
+    tokenizer cannot be rebuilt (a broken install must not pass as a skipped test).
+    """
+    pytest.importorskip("transformers")
+    from reasonlab.formats.tokenizer import cached_tokenizer_dir, load_tokenizer
+
+    return load_tokenizer(cached_tokenizer_dir())
+
+
+@pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     """One tiny random nemotron_h (with its tokenizer and toy SFT rows) for the whole run.
 

@@ -17,12 +17,12 @@ from reasonlab.formats.chat import (
 )
 from reasonlab.formats.csvio import DataError
 from reasonlab.metric import extract_answer
-from reasonlab.training.tiny_model import build_tiny_tokenizer, toy_sft_rows
+from reasonlab.training.tiny_model import toy_sft_rows
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
-    return build_tiny_tokenizer()
+def tokenizer(real_tokenizer):
+    return real_tokenizer
 
 
 PUZZLE = "In Alice's Wonderland, numbers change:\n3 -> 5\nNow, determine the result for: 7"

@@ -28,7 +28,7 @@ class _Images(HTMLParser):
 
 
 def test_small_demo_runs_every_stage(tmp_path):
-    """A smaller-than-default run (2 training steps): about 8 s on 2 idle cores."""
+    """A smaller-than-default run (2 training steps)."""
     out = tmp_path / "demo"
     config = DemoConfig(
         out_dir=out, train_per_family=2, eval_per_family=1, train_steps=2, eval_max_new_tokens=8

@@ -44,9 +44,21 @@ def test_keeps_the_shortest_right_complete_output() -> None:
     )
 
 
-def test_keep_all_and_budget() -> None:
-    assert len(distill(_lines(), GOLD, keep="all").rows) == 2
-    assert distill(_lines(), GOLD, max_new_tokens=30).counts["too_long"] == 2  # 90 and 40 tokens
+def test_keep_all_and_budget(real_tokenizer) -> None:
+    """Lengths are the base model's tokens of what the student generates, not the teacher's count."""
+    from reasonlab.formats.chat import completion_text
+
+    kept = {row["sample"]: row for row in distill(_lines(), GOLD, keep="all").rows}
+    assert sorted(kept) == [0, 1]
+    for row in kept.values():
+        generated = completion_text(row["messages"][1]["content"]).removesuffix("\n")
+        assert row["tokens"] == len(
+            real_tokenizer(generated, add_special_tokens=False)["input_ids"]
+        )
+    assert kept[1]["tokens"] < 40  # the teacher said 40
+    tight = distill(_lines(), GOLD, keep="all", max_new_tokens=kept[1]["tokens"])
+    assert tight.counts["too_long"] == 1 and [r["sample"] for r in tight.rows] == [1]
+    assert distill(_lines(), GOLD, max_new_tokens=kept[1]["tokens"] - 1).rows == []
 
 
 def test_distill_command(cli, write_csv, tmp_path) -> None:

@@ -123,7 +123,7 @@ def test_recipe_packing_fields_are_validated(tmp_path, fields, message):
 
 @pytest.fixture(scope="module")
 def examples(tiny_model) -> list[dict[str, list[int]]]:
-    """Four toy SFT rows tokenized as `train` tokenizes them (~150 tokens each)."""
+    """Four toy SFT rows tokenized as `train` tokenizes them (113-120 tokens each)."""
     from transformers import AutoTokenizer
 
     from reasonlab.formats.chat import sft_example, tokenize_example
@@ -331,9 +331,9 @@ def packed_training(cli, tiny_model, tmp_path_factory):
 
 def test_packed_training_lowers_the_loss(packed_training):
     root, output, plain_output = packed_training
-    # 64 toy examples of ~150 tokens: 3 to a 512-token row
+    # 64 toy examples of 113-120 tokens (the real tokenizer): 4 to a 512-token row
     assert "packing: on (rows of <= 512 tokens;" in output
-    assert "examples: 64 (dropped 0 too long)" in output and "rows: 22," in output
+    assert "examples: 64 (dropped 0 too long)" in output and "rows: 16," in output
     assert "Mamba by one mixer call per example" in output
     assert "packing: off" in plain_output
     summary = json.loads((root / "packed" / "adapter" / "training_summary.json").read_text())

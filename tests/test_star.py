@@ -28,7 +28,7 @@ lora: {r: 8, alpha: 16, dropout: 0.0}
 learning_rate: 2.0e-2   # high: the constant answer must be learned in one round
 lr_scheduler: constant
 warmup_ratio: 0.0
-max_steps: 12
+max_steps: 30
 batch_size: 4
 grad_accum: 1
 max_length: 256

@@ -39,7 +39,7 @@ def test_every_kept_trace_boxes_the_gold_answer(puzzles) -> None:
 def test_incomplete_traces_are_dropped_by_default(puzzles) -> None:
     """Cryptarithm traces that skip the digit search are counted, not kept, unless asked for."""
     strict, lenient = build_traces(puzzles), build_traces(puzzles, allow_incomplete=True)
-    dropped = strict.stats["cryptarithm"].counts["dropped_incomplete"]
+    dropped = strict.stats["cryptarithm"].counts["incomplete"]
     assert dropped > 0
     assert len(lenient.rows) - len(strict.rows) == dropped
 
@@ -57,7 +57,7 @@ def test_length_budget_drops_and_counts() -> None:
     rows = generate_rows("gravity", 10, seed=1)
     result = build_traces(rows, max_new_tokens=5)
     assert result.rows == []
-    assert result.stats["gravity"].counts["dropped_length"] == 10
+    assert result.stats["gravity"].counts["over_budget"] == 10
 
 
 def test_traces_command_is_deterministic(cli, write_csv, tmp_path) -> None:
@@ -66,7 +66,7 @@ def test_traces_command_is_deterministic(cli, write_csv, tmp_path) -> None:
     out = cli("traces", data, "-o", first).output
     cli("traces", data, "-o", second, "--workers", "2")
     assert first.read_bytes() == second.read_bytes()
-    assert "p50" in out and "kept" in out
+    assert "p50" in out and "kept" in out and "exact tokens" in " ".join(out.split())
 
 
 def test_generate_is_byte_identical(cli, tmp_path) -> None:
@@ -135,20 +135,21 @@ def test_audit_flags_wrong_and_unexplained_rows(cli, write_csv, tmp_path) -> Non
     assert len(flagged) == 2
 
 
-def test_exact_token_counts_with_a_tokenizer(tiny_model) -> None:
-    """With --tokenizer, lengths are the completion's tokens as training tokenizes them."""
-    from transformers import AutoTokenizer
-
+def test_exact_token_counts_are_what_training_feeds(real_tokenizer) -> None:
+    """Kept rows carry the tokens the model generates (completion up to <|im_end|>) and the prompt's."""
     from reasonlab.formats.chat import sft_example, tokenize_example
 
-    tiny = tiny_model
     rows = generate_rows("gravity", 6, seed=4)
-    result = build_traces(rows, tokenizer_dir=tiny)
+    result = build_traces(rows)
     assert result.exact_tokens and len(result.rows) == 6
-    tokenizer = AutoTokenizer.from_pretrained(str(tiny))
     for row in result.rows:
-        labels = tokenize_example(tokenizer, sft_example(tokenizer, row))["labels"]
-        assert row["tokens"] == sum(1 for label in labels if label != -100)
+        ids = tokenize_example(real_tokenizer, sft_example(real_tokenizer, row))
+        completion = [i for i in ids["labels"] if i != -100]
+        assert completion[-2:] == [11, 1010]  # <|im_end|>, then the template's newline
+        assert row["tokens"] == len(completion) - 1  # the newline after <|im_end|> is not generated
+        assert row["prompt_tokens"] == len(ids["labels"]) - len(completion)
     budget = sorted(row["tokens"] for row in result.rows)[2]
-    tight = build_traces(rows, tokenizer_dir=tiny, max_new_tokens=budget)
-    assert len(tight.rows) == 3 and tight.stats["gravity"].counts["dropped_length"] == 3
+    tight = build_traces(rows, max_new_tokens=budget)
+    assert all(row["tokens"] <= budget for row in tight.rows)
+    kept = sum(row["tokens"] <= budget for row in result.rows)  # 3, or more on a tie
+    assert len(tight.rows) == kept and tight.stats["gravity"].counts["over_budget"] == 6 - kept

@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from reasonlab.cli.common import console, fail, progress_bar, user_errors
+from reasonlab.competition import MAX_NEW_TOKENS
 
 __all__ = ["register"]
 
@@ -190,34 +191,34 @@ def generate(
 
 
 def _trace_table(result, title: str) -> Table:
-    unit = "tokens" if result.exact_tokens else "tokens (estimated: chars/3)"
-    table = Table(title=title, caption=f"lengths in {unit} of the assistant turn")
-    columns = (
-        "family",
-        "in",
-        "solved",
-        "correct",
-        "kept",
-        "dropped: length",
-        "dropped: other",
-        "p50",
-        "p95",
-        "max",
-    )
+    """Per family: rows, answers, kept, every drop by its reason, kept lengths (see traces.DROP_REASONS)."""
+    from reasonlab.data.traces import DROP_REASONS, TraceStats
+
+    caption = f"p50/p95/max: {result.counting} the model generates per kept row"
+    caption += " (trace, </think>, boxed answer, <|im_end|>)"
+    if not result.has_gold:
+        caption += "; no gold answers in the data: 'right' and 'wrong' cannot be checked"
+    incomplete = sum(s.counts["kept_incomplete"] for s in result.stats.values())
+    if incomplete:
+        caption += f"; {incomplete} kept traces are incomplete (--allow-incomplete)"
+    table = Table(title=title, caption=caption)
+    columns = ["family", "rows", "answered", "solver right", "kept"]
+    columns += [f"dropped:\n{reason.replace('_', ' ')}" for reason in DROP_REASONS]
+    columns += ["p50", "p95", "max"]
     for column in columns:
         table.add_column(column, justify="left" if column == "family" else "right")
-    for family in sorted(result.stats):
-        s = result.stats[family]
-        c = s.counts
-        other = c["dropped_trace_answer"] + c["dropped_incomplete"]
-        cells = (c["in"], c["solved"], c["correct"], c["kept"], c["dropped_length"], other)
-        table.add_row(
-            family,
-            *map(str, cells),
-            str(s.percentile(0.5)),
-            str(s.percentile(0.95)),
-            str(max(s.tokens, default=0)),
-        )
+    total = TraceStats()
+    for family, stats in sorted(result.stats.items()):
+        total.counts.update(stats.counts)
+        total.tokens.extend(stats.tokens)
+    named = sorted(result.stats.items()) + [("[bold]all", total)]
+    for family, stats in named:
+        s = stats.summary()
+        right, dropped = s["solver_right"], dict(s["dropped"])
+        if not result.has_gold:
+            right = dropped["wrong"] = "-"
+        cells = [s["rows"], s["answered"], right, s["kept"], *dropped.values()]
+        table.add_row(family, *map(str, cells + list(s["tokens"].values())))
     return table
 
 
@@ -225,26 +226,42 @@ def traces(
     data: Annotated[Path, typer.Argument(help="CSV with id,prompt and, ideally, answer (gold).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="SFT JSONL to write.")],
     tokenizer: Annotated[
-        Path | None, typer.Option(help="Tokenizer folder for exact token counts.")
+        Path | None,
+        typer.Option(
+            help="Tokenizer folder to count with; default: the real Nemotron tokenizer "
+            "(rebuilt once and cached, see `reasonlab tokenizer`), or an estimate without it."
+        ),
     ] = None,
-    max_new_tokens: Annotated[int, typer.Option(help="Drop traces longer than this.")] = 7680,
+    max_new_tokens: Annotated[
+        int,
+        typer.Option(
+            min=1, max=MAX_NEW_TOKENS, help="Drop traces whose generation is longer than this."
+        ),
+    ] = MAX_NEW_TOKENS,
     allow_incomplete: Annotated[
         bool, typer.Option(help="Keep traces that skip part of a search.")
     ] = False,
     workers: Workers = 1,
 ) -> None:
-    """Render solver steps as chain-of-thought SFT rows; keep only right answers within budget."""
+    """Render solver steps as chain-of-thought SFT rows; keep only right answers within budget.
+
+    A row is kept when the solver's answer is right (when DATA has answers), the trace
+    shows the whole derivation, and what the model generates fits the scorer's limits:
+    at most --max-new-tokens, and prompt + generation at most 8,192 tokens.
+    """
     from reasonlab.data.traces import build_traces
     from reasonlab.formats.csvio import read_rows
     from reasonlab.formats.files import check_outputs
     from reasonlab.formats.jsonl import write_jsonl
+    from reasonlab.formats.token_counts import TokenCounter
 
     with user_errors(OSError):
         check_outputs([output], inputs=[data])
+        counter = TokenCounter.load(tokenizer)
         rows = read_rows(data, required=("id", "prompt"))
         with progress_bar(len(rows), "solving and rendering") as advance:
             result = build_traces(
-                rows, tokenizer, max_new_tokens, workers, allow_incomplete, on_progress=advance
+                rows, counter, max_new_tokens, workers, allow_incomplete, on_progress=advance
             )
         write_jsonl(output, result.rows)
     console.print(_trace_table(result, f"{data.name}: traces"))
@@ -337,13 +354,27 @@ def distill(
     keep: Annotated[
         str, typer.Option(help="shortest: one right output per id; all: every one.")
     ] = "shortest",
-    max_new_tokens: Annotated[int, typer.Option(help="Drop outputs longer than this.")] = 7680,
+    max_new_tokens: Annotated[
+        int,
+        typer.Option(
+            min=1, max=MAX_NEW_TOKENS, help="Drop outputs whose generation is longer than this."
+        ),
+    ] = MAX_NEW_TOKENS,
+    tokenizer: Annotated[
+        Path | None,
+        typer.Option(help="Tokenizer folder to count with; default: the real Nemotron tokenizer."),
+    ] = None,
 ) -> None:
-    """Keep a teacher's right, complete generations as SFT rows (generate them with `eval --backend openai`)."""
+    """Keep a teacher's right, complete generations as SFT rows (generate them with `eval --backend openai`).
+
+    Lengths are what the student must generate (the output, </think>, the boxed answer,
+    <|im_end|>) in the base model's tokens, not the teacher's.
+    """
     from reasonlab.data.distill import distill as distill_outputs
     from reasonlab.formats.csvio import read_rows
     from reasonlab.formats.files import check_outputs
     from reasonlab.formats.jsonl import read_jsonl, write_jsonl
+    from reasonlab.formats.token_counts import TokenCounter
 
     if keep not in ("shortest", "all"):
         raise fail(f"--keep must be 'shortest' or 'all', not {keep!r}")
@@ -352,14 +383,16 @@ def distill(
         result = distill_outputs(
             read_jsonl(outputs),
             read_rows(gold, required=("id", "prompt", "answer")),
-            keep,
+            keep,  # type: ignore[arg-type]
             max_new_tokens,
-        )  # type: ignore[arg-type]
+            counter=TokenCounter.load(tokenizer),
+        )
         write_jsonl(output, result.rows)
     c = result.counts
     console.print(
         f"{c['outputs']} outputs: {c['correct']} right, {c['truncated']} of those cut off, "
-        f"{c['too_long']} over {max_new_tokens} tokens; wrote {c['kept']} SFT rows to {output}"
+        f"{c['no_box']} without a box, {c['too_long']} over the budget ({max_new_tokens} "
+        f"generated, 8,192 in all; {result.counting}); wrote {c['kept']} SFT rows to {output}"
     )
 
 

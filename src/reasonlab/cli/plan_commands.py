@@ -40,6 +40,10 @@ def budget(
     gpus: Annotated[
         int, typer.Option(min=1, help="GPUs in the run (wall time assumes linear scaling).")
     ] = 1,
+    tokenizer: Annotated[
+        Path | None,
+        typer.Option(help="With --sft: tokenizer folder to count with; default: the real one."),
+    ] = None,
     teacher: Annotated[
         Path | None,
         typer.Option(help="A teacher pilot's `eval --backend openai` outputs: price per kept row."),
@@ -68,6 +72,7 @@ def budget(
 ) -> None:
     """Plan a budget: GPU hours, tokens, examples and epochs per dollar amount; with --teacher,
     the rows a teacher run buys; with --star-rows, the GPU hours of a STaR round."""
+    from reasonlab.formats.token_counts import TokenCounter
     from reasonlab.plans.budget import (
         MEASURED_SOURCE,
         MEASURED_TOKENS_PER_S,
@@ -75,10 +80,12 @@ def budget(
         sft_token_stats,
     )
 
-    rows = None
+    rows, counting = None, "given"
     if sft is not None:
         with user_errors(ValueError, KeyError):
-            rows, tokens_per_example = sft_token_stats(sft)
+            counter = TokenCounter.load(tokenizer)
+            rows, tokens_per_example = sft_token_stats(sft, counter)
+        counting = f"{counter.describe()}, prompt + completion as training tokenizes them"
     if tokens_per_example is None:
         raise fail("give --sft SFT.jsonl or --tokens-per-example N")
     speed = tokens_per_s or MEASURED_TOKENS_PER_S
@@ -90,7 +97,8 @@ def budget(
     table = Table(
         title="What a budget buys",
         caption=f"{speed:,.0f} tokens/s per GPU ({source}); "
-        f"{tokens_per_example:,.0f} tokens per example; ${gpu_hour_usd:,.2f} per GPU hour",
+        f"{tokens_per_example:,.0f} tokens per example ({counting}); "
+        f"${gpu_hour_usd:,.2f} per GPU hour",
     )
     for column in ("budget", "GPU hours", "wall hours", "tokens", "examples", "epochs of --sft"):
         table.add_column(column, justify="right", no_wrap=True)

@@ -1,4 +1,4 @@
-"""The training stage's commands: tiny-model, train."""
+"""The training stage's commands: tokenizer, tiny-model, train."""
 
 from __future__ import annotations
 
@@ -8,6 +8,25 @@ from typing import Annotated
 import typer
 
 from reasonlab.cli.common import console, echo, fail, user_errors
+
+
+def tokenizer(
+    out: Annotated[Path, typer.Option("-o", "--output", help="folder to write")],
+) -> None:
+    """Write the base model's real tokenizer (rebuilt offline, sha256-checked) to a folder.
+
+    NVIDIA-Nemotron-3-Nano-30B-A3B's tokenizer.json is rebuilt byte for byte from the Tekken
+    vocabulary that mistral-common ships and checked against the published size and
+    sha256; tokenizer_config.json carries the base model's chat template (from trl).
+    `AutoTokenizer.from_pretrained(OUT)` loads the folder. The first run rebuilds (seconds)
+    and caches it under $XDG_CACHE_HOME/reasonlab (~/.cache/reasonlab); every command that
+    counts tokens (traces, dataset build, distill, budget) then uses it by default.
+    """
+    from reasonlab.formats.tokenizer import TOKENIZER_SHA256, write_tokenizer
+
+    with user_errors(OSError):
+        path = write_tokenizer(out)
+    console.print(f"tokenizer.json (sha256 {TOKENIZER_SHA256}) and tokenizer_config.json in {path}")
 
 
 def tiny_model(
@@ -86,5 +105,6 @@ def train(
 
 def register(app: typer.Typer) -> None:
     """Add the training stage's commands to the app."""
+    app.command("tokenizer")(tokenizer)
     app.command("tiny-model")(tiny_model)
     app.command("train")(train)

@@ -16,10 +16,11 @@ from pathlib import Path
 from reasonlab import __version__
 from reasonlab.data.dataset_recipe import DatasetRecipe
 from reasonlab.data.generate import generate_rows
-from reasonlab.data.traces import TraceResult, build_traces
+from reasonlab.data.traces import DROP_REASONS, TraceResult, build_traces
 from reasonlab.formats.csvio import read_rows
 from reasonlab.formats.files import atomic_write, sha256_file
 from reasonlab.formats.jsonl import write_jsonl
+from reasonlab.formats.token_counts import TokenCounter
 
 __all__ = ["build_dataset", "manifest_path"]
 
@@ -40,6 +41,7 @@ def build_dataset(
     `on_stage(description, total)` announces each long stage (generating, then tracing)
     and how many rows it has; `on_progress(n)` then counts rows done in it.
     """
+    counter = TokenCounter.load(recipe.tokenizer)  # a bad tokenizer path fails before any work
     rows: list[dict[str, str]] = []
     sources: Counter = Counter()
     for path in recipe.real:
@@ -70,7 +72,7 @@ def build_dataset(
         on_stage("solving and tracing", len(unique))
     result = build_traces(
         unique,
-        tokenizer_dir=recipe.tokenizer,
+        counter=counter,
         max_new_tokens=recipe.max_new_tokens,
         workers=workers,
         allow_incomplete=recipe.allow_incomplete_traces,
@@ -90,8 +92,10 @@ def build_dataset(
         "kept": len(examples),
         "kept_by_family": dict(Counter(e["family"] for e in examples)),
         "kept_by_source": dict(Counter(e["source"] for e in examples)),
-        "trace_counts": {family: dict(s.counts) for family, s in result.stats.items()},
+        "traces_by_family": {family: s.summary() for family, s in sorted(result.stats.items())},
+        "drop_reasons": DROP_REASONS,
         "tokens_exact": result.exact_tokens,
+        "token_counting": result.counting,
         "source_sha256": {str(p): sha256_file(p) for p in recipe.real},
         "output_sha256": sha256_file(output),
     }

@@ -2,10 +2,13 @@
 
 The generations come from `reasonlab eval` (a teacher over `--backend openai`, or the
 student itself in a STaR round). A generation is kept when the metric calls its answer
-right, it was not cut off, it fits the token budget, and its text can close the think
-block. `keep_reason` is that rule for one line; `eval --only-missing` uses it to know
-which rows are already covered. The SFT row always carries the scorer's prompt, whatever
-prompt the generation was made with (a teacher's instructions, a rationalization hint).
+right, it was not cut off, its text can close the think block, and what the student must
+generate for it (the output, `</think>`, the boxed answer, `<|im_end|>`) fits the scorer's
+budget, counted with the base model's tokenizer (`formats.token_counts`), not the
+teacher's. `keep_reason` is the per-line part of that rule (the server's own token count
+stands in for the budget); `eval --only-missing` uses it to know which rows are covered.
+The SFT row always carries the scorer's prompt, whatever prompt the generation was made
+with (a teacher's instructions, a rationalization hint).
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from reasonlab.competition import MAX_NEW_TOKENS
+from reasonlab.competition import MAX_NEW_TOKENS, user_message
 from reasonlab.data.traces import sft_row
 from reasonlab.formats.chat import completion_text
 from reasonlab.formats.csvio import DataError
+from reasonlab.formats.token_counts import Lengths, TokenCounter
 from reasonlab.metric import extract_answer, is_correct
 
 __all__ = ["DistillResult", "Reason", "distill", "keep_reason", "merge_sft"]
@@ -33,16 +37,19 @@ class DistillResult:
     rows: list[dict]
     # outputs, correct, truncated, too_long, no_box, mentions (a forbidden word), kept
     counts: Counter = field(default_factory=Counter)
+    counting: str = ""  # how lengths were counted (TokenCounter.describe)
 
 
 def keep_reason(
     line: Mapping,
     gold_answer: str,
-    max_new_tokens: int = MAX_NEW_TOKENS,
+    max_new_tokens: int | None = MAX_NEW_TOKENS,
     forbidden: Sequence[str] = (),
 ) -> Reason:
     """Whether one output line of `eval` makes a training row, and if not, the first reason.
 
+    The budget is checked against the server's own token count (`output_tokens`), a stand-in
+    for the exact count `distill` makes; `max_new_tokens=None` leaves it to the caller.
     `forbidden`: words (case-insensitive) a kept trace must not contain, e.g. "hint" for
     traces written with the answer as a hint: without the hint they would not make sense.
     """
@@ -50,7 +57,7 @@ def keep_reason(
         return "wrong"
     if line.get("truncated"):
         return "truncated"
-    if line.get("output_tokens", 0) > max_new_tokens:
+    if max_new_tokens is not None and line.get("output_tokens", 0) > max_new_tokens:
         return "too_long"
     try:  # training appends `</think>` and the boxed answer: the output must allow it
         completion_text(line["output"])
@@ -68,29 +75,41 @@ def distill(
     keep: Keep = "shortest",
     max_new_tokens: int = MAX_NEW_TOKENS,
     forbidden: Sequence[str] = (),
+    counter: TokenCounter | None = None,
 ) -> DistillResult:
-    """Right, complete, in-budget outputs as SFT rows: the shortest per id, or all."""
+    """Right, complete, in-budget outputs as SFT rows: the shortest per id, or all.
+
+    `counter` counts tokens (default: the real tokenizer when available, else an estimate).
+    """
+    counter = counter or TokenCounter.load()
     gold = {row["id"]: row for row in gold_rows}
-    result = DistillResult([])
-    chosen: dict[str, list[Mapping]] = {}
+    result = DistillResult([], counting=counter.describe())
+    right: list[Mapping] = []
     for line in outputs:
         result.counts["outputs"] += 1
         row = gold.get(line["id"])
-        reason = (
-            "wrong" if row is None else keep_reason(line, row["answer"], max_new_tokens, forbidden)
-        )
+        # the budget is checked below, in the base model's tokens (not the server's count)
+        reason = "wrong" if row is None else keep_reason(line, row["answer"], None, forbidden)
         if reason == "wrong":
             continue
         result.counts["correct"] += 1
         if reason != "kept":
             result.counts[reason] += 1
             continue
-        chosen.setdefault(line["id"], []).append(line)
-    for row_id, lines in chosen.items():
-        lines = sorted(
-            lines, key=lambda line: (line.get("output_tokens", 0), line.get("sample", 0))
-        )
-        for line in lines if keep == "all" else lines[:1]:
+        right.append(line)
+    lengths = counter.lengths(
+        [(user_message(gold[line["id"]]["prompt"]), line["output"]) for line in right]
+    )
+    chosen: dict[str, list[tuple[int, int, Mapping, Lengths]]] = {}
+    for line, length in zip(right, lengths, strict=True):
+        if not length.fits(max_new_tokens):
+            result.counts["too_long"] += 1
+            continue
+        entry = (length.generated, line.get("sample", 0), line, length)
+        chosen.setdefault(line["id"], []).append(entry)
+    for row_id, entries in chosen.items():
+        entries.sort(key=lambda entry: entry[:2])  # fewest generated tokens, then sample
+        for _, sample, line, length in entries if keep == "all" else entries[:1]:
             result.rows.append(
                 sft_row(
                     row_id,
@@ -98,8 +117,9 @@ def distill(
                     gold[row_id]["prompt"],
                     line["output"],
                     answer=gold[row_id]["answer"],
-                    tokens=line.get("output_tokens"),
-                    sample=line.get("sample", 0),
+                    tokens=length.generated,
+                    prompt_tokens=length.prompt,
+                    sample=sample,
                 )
             )
     result.counts["kept"] = len(result.rows)

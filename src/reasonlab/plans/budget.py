@@ -2,7 +2,8 @@
 
 Plain arithmetic on inputs the user can check: the price of a GPU hour (theirs),
 training throughput in tokens per second (by default the figure measured by
-`bench/bench_train_step.py`), and tokens per example (from an SFT file when given).
+`bench/bench_train_step.py`), and tokens per example (from an SFT file when given,
+counted as training tokenizes it: exact with the real tokenizer, else estimated).
 A teacher run is priced per kept row from a pilot's outputs (tokens billed per request,
 rows kept per request) at the user's token prices; a STaR round in GPU hours from its
 sampling (rows x K tries x tokens per try at a measured generation throughput,
@@ -17,9 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reasonlab.competition import MAX_NEW_TOKENS
-from reasonlab.data.traces import CHARS_PER_TOKEN_ESTIMATE
 from reasonlab.evaluation.spend import Prices
+from reasonlab.formats.csvio import DataError
 from reasonlab.formats.jsonl import read_jsonl
+from reasonlab.formats.token_counts import TokenCounter
 
 __all__ = [
     "MEASURED_SOURCE",
@@ -54,17 +56,27 @@ class BudgetLine:
     epochs: float | None  # passes over the given SFT file, when one was given
 
 
-def sft_token_stats(path: Path) -> tuple[int, float]:
-    """(rows, mean tokens per row) of an SFT JSONL: prompt estimate + the trace's `tokens`."""
+def sft_token_stats(path: Path, counter: TokenCounter | None = None) -> tuple[int, float]:
+    """(rows, mean tokens per row) of an SFT JSONL: prompt + completion as training feeds them.
+
+    `counter` counts tokens (default: the real tokenizer when available, else an estimate).
+    """
     rows = read_jsonl(path)
     if not rows:
         raise ValueError(f"{path}: no rows")
-    total = 0.0
-    for row in rows:
-        user, assistant = row["messages"][0]["content"], row["messages"][1]["content"]
-        completion = row.get("tokens") or len(assistant) / CHARS_PER_TOKEN_ESTIMATE
-        total += len(user) / CHARS_PER_TOKEN_ESTIMATE + completion
-    return len(rows), total / len(rows)
+    counter = counter or TokenCounter.load()
+    turns = []
+    for line, row in enumerate(rows, start=1):
+        try:
+            user, assistant = (message["content"] for message in row["messages"])
+        except (KeyError, TypeError, ValueError):
+            raise DataError(f"{path}: line {line}: 'messages' must be [user, assistant]") from None
+        turns.append((user, assistant))
+    try:
+        lengths = counter.lengths(turns)
+    except DataError as err:
+        raise DataError(f"{path}: {err}") from None
+    return len(rows), sum(length.training for length in lengths) / len(rows)
 
 
 def plan_budget(

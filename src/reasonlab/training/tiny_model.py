@@ -1,10 +1,10 @@
-"""A random-weight `nemotron_h` small enough for CI, with a tokenizer that renders like the real one.
+"""A random-weight `nemotron_h` small enough for CI, with the base model's real tokenizer.
 
 The model is transformers' native class with every kind of layer the real one has (Mamba2,
 MoE with routed + shared experts, attention), so training, export and verification run
-end to end on a CPU in seconds. The tokenizer is a byte-level BPE trained here on a fixed
-corpus (no network); it carries the base model's own chat template (from trl's package
-data) and its special tokens, so rendered prompts match the scorer's byte for byte.
+end to end on a CPU in seconds. Its tokenizer is the real one (`formats.tokenizer`: the
+131,072-token vocabulary rebuilt offline, with the base model's chat template), so every
+test and the demo tokenize exactly as the scorer does; only the hidden size is a toy.
 """
 
 from __future__ import annotations
@@ -12,15 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from reasonlab.competition import PROMPT_SUFFIX
-from reasonlab.formats.chat import load_chat_template
 from reasonlab.formats.jsonl import write_jsonl
+from reasonlab.formats.tokenizer import SPECIAL_TOKENS, VOCAB_SIZE, write_tokenizer
 
 __all__ = [
-    "SPECIAL_TOKENS",
     "TOY_DATA_FILE",
     "TinyModelOptions",
-    "build_tiny_tokenizer",
     "make_tiny_model",
     "tiny_config",
     "toy_sft_rows",
@@ -28,76 +25,23 @@ __all__ = [
 
 TOY_DATA_FILE = "toy_sft.jsonl"
 
-# Special tokens of the real tokenizer that the chat template emits or the model generates;
-# ids 0..2 follow the real config (pad 0, bos 1, eos 2).
-SPECIAL_TOKENS = (
-    "<unk>",
-    "<s>",
-    "</s>",
-    "<|im_start|>",
-    "<|im_end|>",
-    "<think>",
-    "</think>",
-    "<tool_call>",
-    "</tool_call>",
-    "<tool_response>",
-    "</tool_response>",
-)
-
-# Text the BPE merges are learned from: chat scaffolding, the scorer's suffix and the
-# vocabulary of the puzzle families, so traces tokenize into a few tokens per word.
-_CORPUS = [
-    PROMPT_SUFFIX,
-    "In Alice's Wonderland, a secret rule transforms the examples. Now, determine the result for:",
-    "bit manipulation gravity unit conversion text cipher numeral system equation transformation",
-    "The rule is: output = input. Check each example. So the answer is \\boxed{42}",
-    "0123456789 0.5 * g * t^2 = d; x m becomes y; decrypt the text; write the number in Roman numerals",
-    "I II III IV V VI VII VIII IX X L C 00101101 11010010 + - * / = ( ) [ ] { } < > ! ? : ;",
-    "the a of to and is in it that was for on are with as be at by this we you or an",
-    "abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ",
-]
-
 
 @dataclass(frozen=True)
 class TinyModelOptions:
-    """Shapes of the tiny model: every layer kind, a few hundred thousand parameters."""
+    """Shapes of the tiny model: every layer kind, the real vocabulary, a toy hidden size.
+
+    The embedding and lm_head (131,072 x 64 each) hold almost all of its 17M parameters;
+    the layers themselves have about 0.2M.
+    """
 
     pattern: str = "MEM*E"  # Mamba, MoE, Mamba, attention, MoE (the real one is 52 of these)
     hidden_size: int = 64
-    vocab_size: int = 512  # BPE target; the real vocabulary is 131,072
     n_routed_experts: int = 8
     num_experts_per_tok: int = 2
     moe_intermediate_size: int = 32
     shared_intermediate_size: int = 64
     seed: int = 0
     toy_rows: int = 64  # toy SFT rows written beside the model (`toy_sft.jsonl`); 0 for none
-
-
-def build_tiny_tokenizer(vocab_size: int = 512):
-    """A `PreTrainedTokenizerFast` with the real special tokens and chat template."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=list(SPECIAL_TOKENS),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # every byte encodes: no <unk> ever
-        show_progress=False,
-    )
-    tok.train_from_iterator(_CORPUS, trainer=trainer)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        unk_token="<unk>",
-        pad_token="<unk>",  # the real config pads with id 0
-        bos_token="<s>",
-        eos_token="<|im_end|>",  # the chat model ends its turn with this; vLLM stops on it
-        additional_special_tokens=list(SPECIAL_TOKENS[3:]),
-    )
-    tokenizer.chat_template = load_chat_template()
-    return tokenizer
 
 
 def tiny_config(vocab_size: int, eos_token_id: int, options: TinyModelOptions = TinyModelOptions()):
@@ -143,8 +87,9 @@ def make_tiny_model(out_dir: str | Path, options: TinyModelOptions = TinyModelOp
     from transformers import AutoModelForCausalLM
 
     out_dir = Path(out_dir)
-    tokenizer = build_tiny_tokenizer(options.vocab_size)
-    config = tiny_config(len(tokenizer), tokenizer.eos_token_id, options)
+    write_tokenizer(out_dir)  # the real tokenizer's files, byte for byte, beside the model
+    # generation ends the turn with <|im_end|>, the tokenizer's eos (tokenizer_config)
+    config = tiny_config(VOCAB_SIZE, SPECIAL_TOKENS.index("<|im_end|>"), options)
     torch.manual_seed(options.seed)
     model = AutoModelForCausalLM.from_config(config)
     with torch.no_grad():
@@ -153,9 +98,7 @@ def make_tiny_model(out_dir: str | Path, options: TinyModelOptions = TinyModelOp
         for name, param in model.named_parameters():
             if name.endswith("mixer.gate.weight"):
                 param.normal_(0.0, 0.5)
-    out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
     if options.toy_rows:
         write_jsonl(out_dir / TOY_DATA_FILE, toy_sft_rows(options.toy_rows, options.seed))
     return out_dir
