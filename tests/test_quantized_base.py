@@ -40,6 +40,7 @@ from reasonlab.training.quantized_base import (
     base_path,
     dequantized_matmul,
     planned_base_bytes,
+    round_base,
 )
 from reasonlab.training.recipe import LoraRecipe, RecipeError, TrainRecipe, load_recipe
 
@@ -104,18 +105,6 @@ def _recipe(tiny_model, precision: str) -> TrainRecipe:
     )
 
 
-@torch.no_grad()
-def _round_base(model, precision: str) -> None:
-    """Give every weight that `precision` would quantize its dequantized value, kept in fp32."""
-    from reasonlab.training.quantized_base import _targets
-
-    linears, experts = _targets(model)
-    weights = [model.get_submodule(name).weight for name in linears]
-    weights += [module._parameters[attribute] for module, attribute in experts]
-    for weight in weights:
-        weight.copy_(FORMATS[precision](weight).dequantize())
-
-
 def _one_step(tiny_model, base: str, out) -> dict:
     """The run the module docstring describes; saves the adapter as `reasonlab train` does.
 
@@ -128,7 +117,7 @@ def _one_step(tiny_model, base: str, out) -> dict:
     model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
     precision, _, rounded = base.partition("-")
     if rounded:
-        _round_base(model, precision)
+        round_base(model, precision)
     lines: list[str] = []
     recipe = _recipe(tiny_model, "bf16" if precision == "fp32" or rounded else precision)
     # the LoRA is created (same seed, same values) before the base is quantized

@@ -15,7 +15,7 @@ experts. What stays in the compute dtype: embeddings, `lm_head` (LoRA'd; 0.35B),
 `out_proj` (the fused Mamba kernel reads `out_proj.weight` directly), conv1d, norms, routers.
 
 A quantized weight is rebuilt in the compute dtype where it is used, in the forward and again
-in the backward (`dequantized_matmul`, an autograd Function that saves only its input), so a
+in the backward (`dequantized_matmul`, an autograd Function that saves nothing), so a
 dequantized copy lives for one matmul: for the experts, one projection of one layer (all its
 experts at once: 0.64B parameters, 1.2 GiB in bf16, on the real model).
 
@@ -50,9 +50,11 @@ __all__ = [
     "QuantizedLinear",
     "QuantizedWeight",
     "base_path",
+    "base_targets",
     "dequantized_matmul",
     "planned_base_bytes",
     "quantize_base",
+    "round_base",
     "training_device",
     "weights_line",
 ]
@@ -79,10 +81,6 @@ class QuantizedWeight(nn.Module):
         super().__init__()
         self.shape = weight.shape
         self.dtype = weight.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.buffers()).device
 
     @property
     def nbytes(self) -> int:
@@ -158,10 +156,10 @@ _FORMATS: dict[str, type[QuantizedWeight]] = {"fp8": Fp8Weight, "nf4": Nf4Weight
 class _DequantizedMatmul(torch.autograd.Function):
     """y = matmul(x, W^T) with W rebuilt from its quantized form in forward and in backward.
 
-    Only `x` is saved (by nobody: its gradient needs W, not x, since W is frozen), so no
-    dequantized weight outlives its matmul. `matmul(a, b)` is `a @ b` for a Linear layer, or
+    Nothing is saved for backward (W is frozen, so only dL/dx = dL/dy W is needed, and W is
+    rebuilt), so no dequantized weight outlives its matmul. `matmul(a, b)` is `a @ b` for a Linear layer, or
     the experts' grouped matmul (`b` of shape (experts, k, n)); both take W^T in forward and
-    W in backward (dL/dx = dL/dy W).
+    W in backward.
     """
 
     @staticmethod
@@ -172,7 +170,8 @@ class _DequantizedMatmul(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         weight = ctx.weight
-        return ctx.matmul(grad.to(weight.dtype), weight.dequantize()).to(ctx.x_dtype), None, None
+        grad = grad.to(weight.dtype).contiguous()  # grouped GEMM takes a row-major operand
+        return ctx.matmul(grad, weight.dequantize()).to(ctx.x_dtype), None, None
 
 
 def dequantized_matmul(
@@ -232,8 +231,9 @@ def training_device() -> torch.device:
     return torch.device("cpu")
 
 
-def _targets(model: nn.Module) -> tuple[list[str], list[tuple[nn.Module, str]]]:
-    """Names of the Linear layers to quantize, and (experts module, parameter name) pairs."""
+def base_targets(model: nn.Module) -> tuple[list[str], list[tuple[nn.Module, str]]]:
+    """What a quantized base stores quantized: names of its Linear layers, and (experts
+    module, parameter name) pairs of its 3-D expert weights."""
     linears, experts = [], []
     for name, module in model.named_modules():
         native = _native(name)
@@ -258,7 +258,7 @@ def quantize_base(
     """
     fmt = _FORMATS[precision]
     device = device or training_device()
-    linears, experts = _targets(model)
+    linears, experts = base_targets(model)
     before = after = 0
     for name in linears:
         parent, _, child = name.rpartition(".")
@@ -275,6 +275,20 @@ def quantize_base(
         before += weight.numel() * weight.element_size()
         after += quantized.nbytes
     return QuantizeSummary(precision, len(linears), len(experts), before, after)
+
+
+@torch.no_grad()
+def round_base(model: nn.Module, precision: BasePrecision) -> None:
+    """Give every weight a `precision` base stores its rebuilt value, kept in its own dtype.
+
+    The reference a quantized base must match to float rounding: same values, full storage.
+    """
+    fmt = _FORMATS[precision]
+    linears, experts = base_targets(model)
+    weights = [model.get_submodule(name).weight for name in linears]
+    weights += [module._parameters[attribute] for module, attribute in experts]
+    for weight in weights:
+        weight.copy_(fmt(weight).dequantize())
 
 
 def _stored_bytes(shape: torch.Size, precision: BasePrecision) -> int:
@@ -294,7 +308,7 @@ def planned_base_bytes(model: nn.Module, precision: BasePrecision, element_size:
     Works on a model on the meta device (`train --dry-run`): shapes only. Parameters count
     at `element_size` bytes (that of the compute dtype), whatever dtype they have here.
     """
-    linears, experts = _targets(model)
+    linears, experts = base_targets(model)
     quantized = [model.get_submodule(name).weight.shape for name in linears]
     quantized += [module._parameters[attribute].shape for module, attribute in experts]
     total = sum(p.numel() for p in model.parameters()) * element_size
