@@ -25,8 +25,8 @@ A run written ENGINE:TOKENS:GIB trains under a cap of GIB GiB (`torch.cuda.
 set_per_process_memory_fraction`, set once the model is ready): past it, it runs out of memory
 as a card of that size would (e.g. `fast-nf4:8192:44` for the 48 GB card target).
 
-A run's tokens are those of its rows (packed rows: the examples' tokens; unpacked: one
-random sequence of the given length). The first two steps are warm-up, not timed. A run
+A run's tokens are those of its rows (packed rows: the examples' tokens, without the
+padding that fills each row to the given length; unpacked: one random sequence of it). The first two steps are warm-up, not timed. A run
 that runs out of memory is reported as such. `--profile RUN` adds a torch.profiler summary
 of one step of that run.
 """
@@ -96,9 +96,10 @@ def _batches(engine: dict, seq_len: int, vocab: int, steps: int, seed: int):
         examples.append({"input_ids": ids, "labels": [-100] * prompt + ids[prompt:]})
     rows = pack_examples(examples, seq_len, seed).rows
     rows.sort(key=lambda row: -len(row["input_ids"]))  # the fullest rows: a steady figure
-    for step in range(steps):
-        batch = collate_packed([rows[step % len(rows)]])
-        yield {k: v.cuda() for k, v in batch.items()}, batch["input_ids"].shape[1]
+    for step in range(steps):  # filled to seq_len, as `train` does: one shape every step
+        row = rows[step % len(rows)]
+        batch = collate_packed([row], pad_to=seq_len)
+        yield {k: v.cuda() for k, v in batch.items()}, len(row["input_ids"])
 
 
 def run_one(
@@ -160,11 +161,7 @@ def run_one(
     for batch, count in _batches(engine, seq_len, config.vocab_size, steps, seed=0):
         torch.cuda.synchronize()
         t0 = time.perf_counter()
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = model(**batch).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        loss = _step(model, optimizer, batch)
         torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
         tokens.append(count)
@@ -194,23 +191,37 @@ def run_one(
     return figures
 
 
+def _step(model, optimizer, batch):
+    """One optimizer step as `train` takes it (bf16 autocast); returns the loss."""
+    import torch
+
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        loss = model(**batch).loss
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss
+
+
 def _profile(model, optimizer, batch) -> list[str]:
     """Top kernels of one step by GPU time, and the launch count."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = model(**batch).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        _step(model, optimizer, batch)
         torch.cuda.synchronize()
-    events = [e for e in prof.key_averages() if e.device_time_total > 0]
+    # Kernels only: the table also lists each aten op with its kernels' time, which would
+    # count the same work twice.
+    events = [
+        e
+        for e in prof.key_averages()
+        if e.self_device_time_total > 0 and e.device_type.name in ("CUDA", "PrivateUse1")
+    ]
     total = sum(e.self_device_time_total for e in events)
-    launches = sum(e.count for e in events if e.self_device_time_total > 0)
+    launches = sum(e.count for e in events)
     rows = sorted(events, key=lambda e: -e.self_device_time_total)[:15]
-    lines = [f"GPU time {total / 1e3:.0f} ms, {launches} kernel launches"]
+    lines = [f"kernel time {total / 1e3:.0f} ms, {launches} kernel launches"]
     for e in rows:
         share = e.self_device_time_total / total
         lines.append(f"{share:6.1%} {e.self_device_time_total / 1e3:8.1f} ms  {e.key[:90]}")

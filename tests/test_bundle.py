@@ -320,7 +320,10 @@ def test_target_build_command_is_exact():
     ]  # fmt: skip
     script = install_script("Kaggle", ["reasonlab[train]==0.1.0", "ninja"], plans, ["torch"])
     assert "--no-index --find-links \"$here/wheels\" 'reasonlab[train]==0.1.0' ninja" in script
-    assert 'MAMBA_SKIP_CUDA_BUILD=TRUE MAMBA_FORCE_BUILD=TRUE "$python" -m pip install --no-index' in script
+    assert (
+        'MAMBA_SKIP_CUDA_BUILD=TRUE MAMBA_FORCE_BUILD=TRUE "$python" -m pip install --no-index'
+        in script
+    )
 
 
 def test_kernel_build_requirements_merge_and_skip_the_left_out():

@@ -44,7 +44,9 @@ def test_nemotron_1gpu_is_the_winners_recipe():
         recipe.lr_scheduler,
         recipe.epochs,
     ) == (32, 32, 2e-4, "cosine", 1)
-    assert recipe.batch_size * recipe.grad_accum == 16
+    # effective batch ~16 examples: two packed 8k-token rows of ~10 traced examples each
+    assert recipe.packing and recipe.pack_length == 8192
+    assert recipe.batch_size * recipe.grad_accum == 2
 
 
 def _write(tmp_path, text):

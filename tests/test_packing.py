@@ -21,6 +21,7 @@ from reasonlab.training.packing import (
     collate_packed,
     isolate_packed_sequences,
     pack_examples,
+    pad_row,
 )
 from reasonlab.training.recipe import RecipeError, load_recipe
 
@@ -162,6 +163,23 @@ def _weighted_mean_loss(model, examples):
         counts.append(sum(label != IGNORE_INDEX for label in labels[1:]))  # shifted targets
     total = sum(counts)
     return sum(loss * n / total for loss, n in zip(losses, counts, strict=True))
+
+
+def test_padded_rows_have_one_shape_and_the_same_loss(tiny_model, examples):
+    """Rows filled to pack_length (one shape every step) train exactly what they held."""
+    import torch
+
+    rows = pack_examples(examples, 400).rows
+    assert len({len(row["input_ids"]) for row in rows}) > 1  # the rows differ before padding
+    padded = [collate_packed([row], pad_to=400) for row in rows]
+    assert {tuple(batch["input_ids"].shape) for batch in padded} == {(1, 400)}
+    model = _model(tiny_model)
+    with torch.no_grad():
+        for row, batch in zip(rows, padded, strict=True):
+            plain = model(**collate_packed([row])).loss
+            assert abs(float(model(**batch).loss) - float(plain)) <= 1e-5 * float(plain)
+    with pytest.raises(ValueError, match="longer than 10"):
+        pad_row(rows[0], 10)
 
 
 @pytest.mark.parametrize("attention", ["eager", "sdpa"])

