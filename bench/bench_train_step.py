@@ -2,6 +2,8 @@
 
     python bench/bench_train_step.py --layers 52 --runs reference:2048,fast:2048,fast:8192 \
         [--steps 6] [--profile fast:8192] [--json OUT.json]
+    python bench/bench_train_step.py --layers 52 \
+        --runs fast:2048,fast-fp8:2048,fast-nf4:2048,fast:8192,fast-fp8:8192,fast-nf4:8192:44
 
 Random bf16 weights of the real Nemotron-3-Nano configuration (optionally only its first
 `--layers` layers, same shapes), LoRA r=32 on every preset the recipes train (attention,
@@ -14,6 +16,14 @@ measures what `reasonlab train` runs:
   kernels    the same with the fused Mamba kernels (the first lever alone)
   grouped    fused kernels (required), grouped expert LoRA, chunked loss, fused AdamW
   fast       grouped, with rows packed from generated traces' lengths (`training.packing`)
+  fast-fp8   fast on a frozen base stored in fp8 (`base_precision: fp8`, training.quantized_base)
+  fast-nf4   fast on a frozen base stored in nf4 (`base_precision: nf4`, bitsandbytes)
+
+The quantized engines quantize the random bf16 weights right after `add_lora` (as `train`
+does), then the peak-memory counters restart: the peak is that of training, not of loading.
+A run written ENGINE:TOKENS:GIB trains under a cap of GIB GiB (`torch.cuda.
+set_per_process_memory_fraction`, set once the model is ready): past it, it runs out of memory
+as a card of that size would (e.g. `fast-nf4:8192:44` for the 48 GB card target).
 
 A run's tokens are those of its rows (packed rows: the examples' tokens, without the
 padding that fills each row to the given length; unpacked: one random sequence of it). The first two steps are warm-up, not timed. A run
@@ -51,6 +61,8 @@ ENGINES = {
     },
 }
 ENGINES["fast"] = {**ENGINES["grouped"], "packing": True}
+ENGINES["fast-fp8"] = {**ENGINES["fast"], "base_precision": "fp8"}
+ENGINES["fast-nf4"] = {**ENGINES["fast"], "base_precision": "nf4"}
 PRESETS = ("attention", "mamba_in", "shared_experts", "routed_experts", "lm_head")
 
 
@@ -90,7 +102,9 @@ def _batches(engine: dict, seq_len: int, vocab: int, steps: int, seed: int):
         yield {k: v.cuda() for k, v in batch.items()}, len(row["input_ids"])
 
 
-def run_one(name: str, seq_len: int, layers: int, steps: int, rank: int, profile: bool) -> dict:
+def run_one(
+    name: str, seq_len: int, layers: int, steps: int, rank: int, profile: bool, cap_gib: float
+) -> dict:
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -123,7 +137,10 @@ def run_one(name: str, seq_len: int, layers: int, steps: int, rank: int, profile
 
     paths = resolve_paths(recipe, model.config)
     check(recipe, paths)
-    model, _ = add_lora(model, recipe, echo=lambda _: None)
+    start = time.perf_counter()
+    model, _ = add_lora(model, recipe, echo=lambda _: None)  # quantizes a fp8/nf4 base
+    lora_s = time.perf_counter() - start
+    torch.cuda.empty_cache()  # the bf16 copies of quantized weights: reserved no longer
     if recipe.packing:
         from reasonlab.training.packing import isolate_packed_sequences
 
@@ -135,7 +152,11 @@ def run_one(name: str, seq_len: int, layers: int, steps: int, rank: int, profile
     fused = recipe.optimizer == "adamw_torch_fused"
     optimizer = torch.optim.AdamW(trainable, lr=2e-4, fused=fused, foreach=not fused)
 
+    if cap_gib:
+        total = torch.cuda.get_device_properties(0).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, cap_gib * 2**30 / total))
     times, tokens, losses = [], [], []
+    weights_gib = torch.cuda.memory_allocated() / 2**30
     torch.cuda.reset_peak_memory_stats()
     for batch, count in _batches(engine, seq_len, config.vocab_size, steps, seed=0):
         torch.cuda.synchronize()
@@ -153,10 +174,15 @@ def run_one(name: str, seq_len: int, layers: int, steps: int, rank: int, profile
         "paths": paths.lines(),
         "trainable_m": round(sum(p.numel() for p in trainable) / 1e6, 1),
         "init_s": round(init_s, 1),
+        "lora_s": round(lora_s, 1),  # wrapping, and quantizing a fp8/nf4 base
+        "base": recipe.base_precision,
+        "cap_gib": cap_gib or None,
+        "weights_gib": round(weights_gib, 2),  # model + LoRA before the first step
         "step_s": [round(t, 3) for t in times],
         "row_tokens": tokens,
         "tokens_per_s": round(sum(tokens[timed]) / sum(times[timed]), 1),
         "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+        "peak_reserved_gib": round(torch.cuda.max_memory_reserved() / 2**30, 2),
         "losses": losses,
         "gpu": torch.cuda.get_device_name(),
     }
@@ -210,7 +236,7 @@ def main() -> None:
     parser.add_argument(
         "--runs",
         default="reference:2048,fast:2048,reference:8192,fast:8192",
-        help="ENGINE:TOKENS,...",
+        help="ENGINE:TOKENS[:CAP_GIB],...",
     )
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--rank", type=int, default=32)
@@ -220,10 +246,17 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.one:
-        name, seq_len = args.one.split(":")
+        name, seq_len, cap = (args.one.split(":") + ["0"])[:3]
         figures = run_one(
-            name, int(seq_len), args.layers, args.steps, args.rank, args.profile == args.one
+            name,
+            int(seq_len),
+            args.layers,
+            args.steps,
+            args.rank,
+            args.profile == args.one,
+            float(cap),
         )
+        figures["run"] = args.one
         print("RESULT " + json.dumps(figures))
         return
 
@@ -237,16 +270,38 @@ def main() -> None:
             results.append(json.loads(found[-1][len("RESULT ") :]))
         else:
             tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-            oom = "out of memory" in done.stderr.lower()
-            results.append({"run": run, "error": "out of memory" if oom else " | ".join(tail)})
+            # torch's message says how much was held and asked for: the size of the miss
+            oom = [line for line in done.stderr.splitlines() if "out of memory" in line.lower()]
+            error = f"out of memory: {oom[-1][-300:]}" if oom else " | ".join(tail)
+            results.append({"run": run, "error": error})
         print(json.dumps(results[-1]), flush=True)
-    print(f"\n{'run':<16}{'tokens/s':>10}{'peak GiB':>10}  notes")
+        if args.json:  # after every run: a run cut short by a time limit keeps the others
+            with open(args.json, "w") as f:
+                json.dump(results, f, indent=2)
+    header = f"\n{'run':<16}{'base':>6}{'tokens/s':>10}{'peak GiB':>10}{'reserved':>10}  notes"
+    print(header)
     for r in results:
-        note = r.get("error") or r["paths"][1].split(":")[1].strip()[:40]
-        print(f"{r['run']:<16}{r.get('tokens_per_s', '-'):>10}{r.get('peak_gib', '-'):>10}  {note}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+        note = r.get("error", "")[:60] or r["paths"][1].split(":")[1].strip()[:40]
+        figures = [r.get(k, "-") for k in ("base", "tokens_per_s", "peak_gib", "peak_reserved_gib")]
+        print(
+            f"{r['run']:<16}{figures[0]:>6}{figures[1]:>10}{figures[2]:>10}{figures[3]:>10}  {note}"
+        )
+    _targets(results)
+
+
+def _targets(results: list[dict]) -> None:
+    """The issue's targets: fp8 within 15% of the bf16 speed, nf4 at most 44 GiB at its peak."""
+    done = {r["run"]: r for r in results if "tokens_per_s" in r}
+    for run, r in done.items():
+        engine, tokens = run.split(":")[:2]
+        bf16 = done.get(f"fast:{tokens}")
+        if engine == "fast-fp8" and bf16:
+            share = r["tokens_per_s"] / bf16["tokens_per_s"]
+            verdict = "met" if share >= 0.85 else "MISSED"
+            print(f"target fp8 >= 85% of bf16 tokens/s at {tokens}: {share:.1%} ({verdict})")
+        if engine == "fast-nf4":
+            verdict = "met" if r["peak_gib"] <= 44 else "MISSED"
+            print(f"target nf4 peak <= 44 GiB at {tokens}: {r['peak_gib']} GiB ({verdict})")
 
 
 if __name__ == "__main__":

@@ -41,8 +41,11 @@ def _config(pattern: str):
     return config
 
 
-def _run(engine: dict, config, batch, dtype, steps: int = 1):
-    """(losses before/after `steps` AdamW steps, LoRA grads of the first step by module)."""
+def _run(engine: dict, config, batch, dtype, steps: int = 1, prepare=None, device="cuda"):
+    """(losses before/after `steps` AdamW steps, LoRA grads of the first step by module).
+
+    `prepare(model)`, when given, runs on the base model before the LoRA is added.
+    """
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -55,8 +58,10 @@ def _run(engine: dict, config, batch, dtype, steps: int = 1):
     )
     select(recipe.kernels)
     torch.manual_seed(0)
-    with torch.device("cuda"):
+    with torch.device(device):
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    if prepare is not None:
+        prepare(model)
     torch.manual_seed(1)
     model, _ = add_lora(model, recipe, echo=lambda _: None)
     for name, param in model.named_parameters():  # B = 0 would leave A without a gradient
@@ -67,7 +72,7 @@ def _run(engine: dict, config, batch, dtype, steps: int = 1):
     optimizer = torch.optim.AdamW(trainable, lr=1e-3)
     losses, grads = [], {}
     for step in range(steps + 1):
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
             loss = model(**batch).loss
         losses.append(float(loss))
         if step == steps:

@@ -19,6 +19,7 @@ from reasonlab.training.engine import EnginePaths, check
 from reasonlab.training.expert_lora import GroupedExpertsLoRA, grouped_mm, use_grouped_expert_lora
 from reasonlab.training.kernels import KernelError, MambaPath
 from reasonlab.training.lora_targets import resolve_targets
+from reasonlab.training.quantized_base import base_path
 from reasonlab.training.recipe import LoraRecipe, RecipeError, TrainRecipe
 
 EVERY_PRESET = ("attention", "mamba_in", "shared_experts", "routed_experts", "lm_head")
@@ -129,7 +130,8 @@ def test_without_labels_the_model_returns_logits(tiny_model):
 
 # ---------------------------------------------------------------- checks and the dry run
 def _paths(kind: str) -> EnginePaths:
-    return EnginePaths(MambaPath(kind, "test"), "grouped", "sdpa", "off", "chunked", "adamw")
+    bf16 = base_path("bf16")
+    return EnginePaths(MambaPath(kind, "test"), "grouped", "sdpa", "off", "chunked", "adamw", bf16)
 
 
 def _recipe(**fields) -> TrainRecipe:

@@ -63,6 +63,13 @@ def train(
         str | None,
         typer.Option(help="start from this trained adapter's weights (overrides `init_adapter`)"),
     ] = None,
+    base_precision: Annotated[
+        str | None,
+        typer.Option(
+            help="store the frozen base as bf16, fp8 or nf4 (overrides `base_precision`); "
+            "the adapter is the same"
+        ),
+    ] = None,
 ) -> None:
     """LoRA SFT from a recipe; flags override the recipe's fields of the same meaning."""
     from reasonlab.formats.files import check_outputs
@@ -77,6 +84,7 @@ def train(
                 "output_dir": output_dir,
                 "max_steps": max_steps,
                 "init_adapter": init_adapter,
+                "base_precision": base_precision,
             },
         )
         if Path(recipe.data).is_dir():

@@ -9,10 +9,13 @@ so `train` (and `train --dry-run`, before any weights load) prints one line per 
   packing    on (rows of <= N tokens) / off
   loss       chunked over labelled tokens / full logits
   optimizer  the TrainingArguments optimizer
+  base       how the frozen base weights are stored: bf16, fp8 or nf4 (`training.quantized_base`)
 
 `check` refuses what would run wrongly on the chosen path: `kernels: required` without the
-fused Mamba kernels, and a LoRA on Mamba `out_proj` under them (the fused kernel reads
-`out_proj.weight` directly, so the LoRA gets no gradient).
+fused Mamba kernels, a LoRA on Mamba `out_proj` under them (the fused kernel reads
+`out_proj.weight` directly, so the LoRA gets no gradient), and a `base_precision` whose
+kernels are missing here (nf4 without a working bitsandbytes, fp8 without a GPU of compute
+capability >= 8.9).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from reasonlab.training.kernels import KernelError, MambaPath, mamba_path
+from reasonlab.training.quantized_base import BasePath, base_path
 from reasonlab.training.recipe import RecipeError, TrainRecipe
 
 __all__ = ["EnginePaths", "apply_fast_path", "check", "resolve_paths"]
@@ -33,6 +37,7 @@ class EnginePaths:
     packing: str
     loss: str
     optimizer: str
+    base: BasePath
 
     def lines(self) -> list[str]:
         return [
@@ -42,6 +47,7 @@ class EnginePaths:
             f"packing: {self.packing}",
             f"loss: {self.loss}",
             f"optimizer: {self.optimizer}",
+            f"base: {self.base.precision} ({self.base.problem or self.base.detail})",
         ]
 
 
@@ -71,7 +77,8 @@ def resolve_paths(recipe: TrainRecipe, config) -> EnginePaths:
         else "full logits (transformers)"
     )
     attention = getattr(config, "_attn_implementation", None) or "default"
-    return EnginePaths(mamba, experts, attention, packing, loss, recipe.optimizer)
+    base = base_path(recipe.base_precision)
+    return EnginePaths(mamba, experts, attention, packing, loss, recipe.optimizer, base)
 
 
 def check(recipe: TrainRecipe, paths: EnginePaths) -> None:
@@ -83,10 +90,16 @@ def check(recipe: TrainRecipe, paths: EnginePaths) -> None:
             "lora.targets: mamba_out (Mamba out_proj) gets no gradient under the fused Mamba "
             "kernel, which reads out_proj.weight directly; remove it from lora.targets"
         )
+    if paths.base.problem:
+        raise KernelError(f"base_precision: {paths.base.precision} {paths.base.problem}")
 
 
-def apply_fast_path(peft_model, recipe: TrainRecipe) -> None:
-    """Install the recipe's choices on a freshly wrapped PEFT model (before training)."""
+def apply_fast_path(peft_model, recipe: TrainRecipe) -> str | None:
+    """Install the recipe's choices on a freshly wrapped PEFT model (before training).
+
+    Quantizes the frozen base last (`base_precision`), after PEFT has sized and placed the
+    LoRA from the real weights; returns a line saying what it quantized, or None for bf16.
+    """
     from reasonlab.training.chunked_loss import use_chunked_loss
     from reasonlab.training.expert_lora import use_grouped_expert_lora
 
@@ -95,3 +108,8 @@ def apply_fast_path(peft_model, recipe: TrainRecipe) -> None:
         raise RuntimeError("expert_lora: grouped found no routed-expert LoRA wrapper to install")
     if recipe.loss_chunk_tokens:
         use_chunked_loss(peft_model.get_base_model(), recipe.loss_chunk_tokens)
+    if recipe.base_precision == "bf16":
+        return None
+    from reasonlab.training.quantized_base import quantize_base
+
+    return quantize_base(peft_model, recipe.base_precision).line()

@@ -18,10 +18,13 @@ so the delta of expert e is `s * B_e @ A_e` with B_e (out, r) and A_e (r, in).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from peft.tuners.lora import ParamWrapper
+
+from reasonlab.training.quantized_base import QuantizedWeight, dequantized_matmul
 
 __all__ = ["GroupedExpertsLoRA", "grouped_mm", "use_grouped_expert_lora"]
 
@@ -75,10 +78,20 @@ def _factors(wrapper: ParamWrapper, dtype: torch.dtype) -> _Factors | None:
 
 
 def _project(
-    x: torch.Tensor, weight: torch.Tensor, lora: _Factors | None, offsets: torch.Tensor
+    x: torch.Tensor,
+    weight: torch.Tensor | QuantizedWeight,
+    lora: _Factors | None,
+    offsets: torch.Tensor,
 ) -> torch.Tensor:
-    """x (S, in) sorted by expert -> (S, out): base weight (E, out, in) plus the LoRA path."""
-    out = grouped_mm(x, weight.transpose(1, 2), offsets)
+    """x (S, in) sorted by expert -> (S, out): base weight (E, out, in) plus the LoRA path.
+
+    A quantized base weight (`base_precision` fp8/nf4) is rebuilt for the grouped matmul and
+    again for its backward (`quantized_base.dequantized_matmul`).
+    """
+    if isinstance(weight, QuantizedWeight):
+        out = dequantized_matmul(x, weight, partial(grouped_mm, offsets=offsets))
+    else:
+        out = grouped_mm(x, weight.transpose(1, 2), offsets)
     if lora is not None:
         out = out + lora.scaling * grouped_mm(grouped_mm(x, lora.a, offsets), lora.b, offsets)
     return out
@@ -92,12 +105,17 @@ class GroupedExpertsLoRA(ParamWrapper):
     """
 
     def forward(self, hidden_states, top_k_index, top_k_weights, *args, **kwargs):
-        if self.disable_adapters or self.merged or args or kwargs:
-            return super().forward(hidden_states, top_k_index, top_k_weights, *args, **kwargs)
         wrappers, experts = {}, self
         while isinstance(experts, ParamWrapper):
             wrappers[experts.parameter_name] = experts
             experts = experts.base_layer
+        if self.disable_adapters or self.merged or args or kwargs:
+            if isinstance(experts.up_proj, QuantizedWeight):  # PEFT's path reads the parameter
+                raise RuntimeError(
+                    "a quantized base (base_precision) runs routed experts with one active, "
+                    "unmerged adapter only"
+                )
+            return super().forward(hidden_states, top_k_index, top_k_weights, *args, **kwargs)
         dtype = experts.up_proj.dtype
         lora = {name: _factors(w, dtype) for name, w in wrappers.items()}
 

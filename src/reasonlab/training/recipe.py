@@ -15,7 +15,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from reasonlab.competition import MAX_LORA_RANK, MAX_MODEL_LEN
 from reasonlab.training.lora_targets import Preset
 
-__all__ = ["LoraRecipe", "RecipeError", "TrainRecipe", "load_recipe", "save_recipe"]
+__all__ = [
+    "BasePrecision",
+    "LoraRecipe",
+    "RecipeError",
+    "TrainRecipe",
+    "load_recipe",
+    "save_recipe",
+]
+
+# How the frozen base weights are stored (training.quantized_base); `precision` is the compute dtype.
+BasePrecision = Literal["bf16", "fp8", "nf4"]
 
 
 class RecipeError(ValueError):
@@ -93,7 +103,16 @@ class TrainRecipe(BaseModel):
         "A batch of `batch_size` rows is trained as one sequence of up to batch_size x pack_length",
     )
     seed: int = 0
-    precision: Literal["bf16", "fp16", "fp32"] = "bf16"
+    precision: Literal["bf16", "fp16", "fp32"] = Field(
+        "bf16", description="compute dtype: the model is loaded in it, LoRA math runs in it"
+    )
+    base_precision: BasePrecision = Field(
+        "bf16",
+        description="storage of the frozen base: bf16 as loaded; fp8 (e4m3 weight-only, GPUs of "
+        "compute capability >= 8.9) or nf4 (bitsandbytes 4-bit), routed experts included, each "
+        "weight dequantized per use (training.quantized_base). LoRA weights, optimizer state "
+        "and the saved adapter are the same",
+    )
     gradient_checkpointing: bool = True
     logging_steps: int = Field(10, ge=1)
     save_steps: int = Field(200, ge=1)
@@ -117,6 +136,20 @@ class TrainRecipe(BaseModel):
         description="a native adapter folder (what `train` writes) to continue from: its LoRA "
         "weights start the run; its rank, alpha and targets must be this recipe's",
     )
+
+    @model_validator(mode="after")
+    def _quantized_experts_are_grouped(self) -> TrainRecipe:
+        # Only the grouped expert path computes from quantized expert weights (PEFT's wrapper
+        # and transformers' experts forward index the 3-D parameter itself).
+        if self.base_precision != "bf16" and (
+            self.expert_lora != "grouped" or "routed_experts" not in self.lora.targets
+        ):
+            raise ValueError(
+                f"base_precision: {self.base_precision} quantizes the routed experts, which run "
+                "through the grouped expert LoRA: it needs expert_lora: grouped and "
+                "routed_experts in lora.targets"
+            )
+        return self
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:

@@ -140,6 +140,7 @@ def dry_run(recipe: TrainRecipe, echo: Callable[[str], None] = print) -> TrainPl
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from reasonlab.training.kernels import select
+    from reasonlab.training.quantized_base import weights_line
 
     _check_inputs(recipe)
     select(recipe.kernels)
@@ -149,6 +150,7 @@ def dry_run(recipe: TrainRecipe, echo: Callable[[str], None] = print) -> TrainPl
     plan, _ = _plan(recipe, _load_tokenizer(recipe), model.config)
     for line in plan.lines():
         echo(line)
+    echo(weights_line(model, recipe.base_precision, 4 if recipe.precision == "fp32" else 2))
     return plan
 
 
@@ -185,7 +187,9 @@ def add_lora(model, recipe: TrainRecipe, echo: Callable[[str], None] = print):
     echo(f"adapted {len(adapted)} modules/parameters: " + ", ".join(adapted))
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     echo(f"trainable parameters: {trainable:,}")
-    apply_fast_path(model, recipe)
+    quantized = apply_fast_path(model, recipe)
+    if quantized:
+        echo(quantized)
     return model, adapted
 
 
