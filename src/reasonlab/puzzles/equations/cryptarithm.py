@@ -45,16 +45,16 @@ from reasonlab.puzzles.equations.cryptarithm_search import (
     SearchLimits,
     SearchResult,
     encode,
+    reads_two_digits,
     search,
 )
 from reasonlab.puzzles.equations.cryptarithm_trace import (
     Derivation,
     derive,
     render_derivation,
-    sign_rule,
 )
 from reasonlab.puzzles.equations.numeric import puzzle_symbols, symbol_class, symbol_group
-from reasonlab.puzzles.equations.numeric_trace import operation_order, setting_order
+from reasonlab.puzzles.equations.numeric_trace import LABELS, operation_order, setting_order
 from reasonlab.puzzles.equations.ops import (
     BY_NAME,
     KINDS,
@@ -274,7 +274,7 @@ def _query_operations(
 
 def _completions(fit: Fit, query: Expression) -> list[tuple[tuple[str, str], ...]]:
     """Digits for query symbols the fit leaves open: every injective choice of free digits
-    that keeps both operands in 01..99 (the generator never writes `00`)."""
+    that keeps both operands as read in 10..99 (`reads_two_digits`)."""
     known = dict(fit.mapping)
     unseen = list(dict.fromkeys(ch for ch in query.left + query.right if ch not in known))
     free = [d for d in "0123456789" if d not in known.values()]
@@ -282,10 +282,8 @@ def _completions(fit: Fit, query: Expression) -> list[tuple[tuple[str, str], ...
     for digits in itertools.permutations(free, len(unseen)):
         assumed = tuple(zip(unseen, digits))
         full = known | dict(assumed)
-        if "00" not in (
-            "".join(full[ch] for ch in query.left),
-            "".join(full[ch] for ch in query.right),
-        ):
+        left = "".join(full[ch] for ch in query.left)
+        if reads_two_digits(left, "".join(full[ch] for ch in query.right), fit.setting):
             out.append(assumed)
     return out
 
@@ -447,49 +445,63 @@ def _fill_unknown(h: Hypothesis, puzzle: EquationPrompt) -> str:
     return "".join(out)
 
 
-_TRACE_CHARS = 7_500  # ~2,500 tokens at ~3 characters a token
+# Over this many characters a derived trace is not kept complete. The real tokenizer
+# (competition.md) counts cryptarithm traces at 2.0-2.4 characters a token, so 14,000
+# characters stay under the 7,680-token budget with room to spare (dev max: 1.74).
+_TRACE_CHARS = 12_500
 
 
-def derived_answer(derivation: Derivation, puzzle: EquationPrompt) -> str | None:
-    """The query's answer under the derivation's decoding, or None when the search leaves
-    a query symbol, the query operator or a result digit without a value or symbol."""
-    q = puzzle.query
-    digits = dict(derivation.mapping)
-    op = dict(derivation.ops).get(q.op)
-    if op is None or any(ch not in digits for ch in q.left + q.right):
-        return None
-    left = "".join(digits[ch] for ch in q.left)
-    right = "".join(digits[ch] for ch in q.right)
-    written = apply(op, left, right, SIGN, derivation.setting)
-    answer = encode(written, {d: s for s, d in digits.items()}, q.op, UNKNOWN)
-    return None if UNKNOWN in answer else answer
-
-
-def _derivation(
-    puzzle: EquationPrompt, prior: Prior, answer: str, setting: Setting
-) -> Derivation | None:
-    """The trace's search when it reaches `answer` and fits the trace budget, else None.
-
-    When the solver's `setting` is not the first one the search would try, the search
-    must first exhaust another setting, which never fits the budget: it is skipped
-    (saving time only; the row keeps trace_complete=False).
-    """
-    settings = setting_order(prior, row_group(puzzle))
-    if next((s for s in settings if not sign_rule(puzzle, s)), None) != setting:
-        return None
+def _derivation(puzzle: EquationPrompt, prior: Prior, fits: tuple[Fit, ...]) -> Derivation | None:
+    """The trace's search over the examples (settings and operations in the prior's
+    order), told dead branches by the solver's complete fit list; None when too long."""
     joins = {lhs.op: o for lhs, _ in puzzle.examples if (o := joining_order(puzzle, lhs.op))}
-    derivation = derive(
+    return derive(
         puzzle,
-        settings,
+        setting_order(prior, row_group(puzzle)),
         functools.partial(operation_order, prior),
         joins,
+        fits,
     )
-    if derivation is None or derived_answer(derivation, puzzle) != answer:
-        return None
-    query_op = dict(derivation.ops)[puzzle.query.op]
-    if len(render_derivation(derivation, puzzle, answer, query_op)) > _TRACE_CHARS:
-        return None
-    return derivation
+
+
+def guess_lines(rule: CryptarithmRule, puzzle: EquationPrompt) -> list[str]:
+    """One line per choice the examples leave to the prior: the query's operation when its
+    operator is unseen, a digit for a query symbol no example shows, a symbol for a
+    result digit no example decodes."""
+    q = puzzle.query
+    lines = []
+    if rule.guessed:
+        used = ", ".join(sorted({BY_NAME[name].kind for _, name in rule.operations})) or "none"
+        op = BY_NAME[rule.query_operation]
+        lines.append(
+            f"'{q.op}' never appears in the examples, so its operation is a guess: families "
+            f"used {used}; most likely for '{q.op}': {LABELS[op.name]} (a guess)."
+        )
+    decoded = {d for _, d in rule.mapping}
+    for symbol, digit in rule.assumed:
+        if symbol in q.left + q.right:
+            free = ", ".join(d for d in "0123456789" if d not in decoded)
+            lines.append(
+                f"{symbol} appears in no decoded example, so its digit is a guess among the "
+                f"unused {free}: take {digit} (a guess)."
+            )
+        else:
+            lines.append(
+                f"Digit {digit} has no decoded symbol; {symbol} is seen but never decoded, "
+                f"so write it with {symbol} (a guess)."
+            )
+    return lines
+
+
+def _render_derived(rule: CryptarithmRule, puzzle: EquationPrompt, answer: str) -> str:
+    return render_derivation(
+        rule.derivation,
+        puzzle,
+        answer,
+        BY_NAME[rule.query_operation],
+        rule.assumed,
+        guess_lines(rule, puzzle),
+    )
 
 
 def solve(
@@ -503,14 +515,22 @@ def solve(
         return Unsolved(
             "no setting, operations and digit mapping of the table explain every example"
         )
+    # The traced search's decoding, found before weighing: its hypotheses are kept apart
+    # so the trace can give the chosen answer when this decoding gives it.
+    derivation = _derivation(puzzle, prior, result.fits) if result.complete else None
     scores: dict[str, float] = defaultdict(float)
     best_of: dict[str, Hypothesis] = {}
+    traced: dict[str, Hypothesis] = {}
     count: dict[str, int] = defaultdict(int)
     for h in hypotheses(puzzle, result.fits, prior):
         scores[h.answer] += h.weight
         count[h.answer] += 1
         if h.answer not in best_of or h.weight > best_of[h.answer].weight:
             best_of[h.answer] = h
+        if (derivation is not None and h.fit is derivation.fit) and (
+            h.answer not in traced or h.weight > traced[h.answer].weight
+        ):
+            traced[h.answer] = h
     if not scores:  # e.g. the query shows more new symbols than there are free digits
         return Unsolved(f"{len(result.fits)} fits, but none can read the query {puzzle.query.text}")
     total = sum(scores.values()) or 1.0
@@ -522,7 +542,7 @@ def solve(
     }
     ranked = sorted(scores, key=lambda a: -expected[a])  # stable: first found wins ties
     answer = ranked[0]
-    chosen = best_of[answer]
+    chosen = traced.get(answer, best_of[answer])
     rule = CryptarithmRule(
         setting=chosen.fit.setting,
         operations=tuple((s, op.name) for s, op in chosen.fit.ops),
@@ -548,14 +568,13 @@ def solve(
     share = f"{len(ranked)} distinct answers from {len(result.fits)} fits; this one holds {rule.probability:.0%}"
     notes = (share, "trace shows the decoding found, not the search for it")
     # A joining query is derived at the symbol level; otherwise the trace derives the
-    # answer only when its step-by-step search reaches this same answer within budget.
+    # answer when its search's decoding gives this answer and the trace fits the budget.
     order = joining_order(puzzle, puzzle.query.op)
     complete = order is not None and answer == _join(puzzle.query, order)
-    if not complete and not rule.guessed:
-        derivation = _derivation(puzzle, prior, answer, rule.setting)
-        if derivation is not None:
-            rule = replace(rule, derivation=derivation)
-            complete = True
+    if not complete and answer in traced:
+        derived = replace(rule, derivation=derivation)
+        if len(_render_derived(derived, puzzle, answer)) <= _TRACE_CHARS:
+            rule, complete = derived, True
     return Solution(
         puzzle,
         answer,
@@ -654,8 +673,7 @@ def render(solution: Solution) -> str:
     if order and solution.answer == _join(q, order):
         return _render_joining(solution, order)
     if rule.derivation is not None:
-        query_op = dict(rule.derivation.ops)[q.op]
-        return render_derivation(rule.derivation, puzzle, solution.answer, query_op)
+        return _render_derived(rule, puzzle, solution.answer)
     digits = dict(rule.mapping) | dict(rule.assumed)
     inverse = {d: s for s, d in digits.items()}
     ops = {symbol: BY_NAME[name] for symbol, name in rule.operations}
@@ -719,10 +737,19 @@ def generate(rng: random.Random, subtype: Literal["deduce", "guess"] = "deduce")
     settings, operations and operator symbols), written with a fresh digit->symbol mapping
     onto 10 ALPHABET symbols that none of its operators uses.
 
+    Operands as read run 10..99 (`reads_two_digits`, as on dev), so a numeric puzzle
+    with a smaller one is drawn again: the operands are then uniform over 10..99 and
+    every other draw keeps its distribution.
+
     `rule` is (mapping digit -> symbol, the numeric generator's rule).
     """
-    numeric = equation_numeric.generate(rng, subtype)
-    plain = parse_equation_prompt(numeric.prompt)
+    while True:  # about 4 draws in 10 pass: each of ~10 operands reads >= 10 w.p. 0.91
+        numeric = equation_numeric.generate(rng, subtype)
+        plain = parse_equation_prompt(numeric.prompt)
+        setting = Setting(numeric.rule["setting"])
+        lhs_all = [lhs for lhs, _ in plain.examples] + [plain.query]
+        if all(reads_two_digits(e.left, e.right, setting) for e in lhs_all):
+            break
     operators = {lhs.op for lhs, _ in plain.examples} | {plain.query.op}
     symbols = rng.sample([s for s in ALPHABET if s not in operators], 10)
     mapping = dict(zip("0123456789", symbols))
