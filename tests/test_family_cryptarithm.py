@@ -6,19 +6,24 @@ CSV is only read by the slow accuracy test, which skips when it is absent.
 
 from __future__ import annotations
 
+import importlib.util
 import random
 import time
+from collections import Counter
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from reasonlab.metric import extract_answer, is_correct
 from reasonlab.puzzles.base import PuzzleFormatError, Solution, Unsolved
 from reasonlab.puzzles.equations import cryptarithm
-from reasonlab.puzzles.equations.cryptarithm_search import SIGN, SearchLimits, search, shape
+from reasonlab.puzzles.equations.cryptarithm_search import SIGN, Fit, SearchLimits, search, shape
 from reasonlab.puzzles.equations.ops import BY_NAME, NORMAL, Setting, apply, read_operands
 from reasonlab.puzzles.equations.prompt import format_equation_prompt, parse_equation_prompt
 from reasonlab.puzzles.registry import classify, solve_prompt
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _prompt(examples: list[tuple[str, str]], query: str) -> str:
@@ -592,6 +597,65 @@ def test_derived_traces_agree_with_the_solver_and_flag_completeness() -> None:
         trace = cryptarithm.render(outcome)
         assert extract_answer(trace) == outcome.answer
     assert complete >= 15
+
+
+# ---------------------------------------------------------------- the prior
+
+
+def test_shipped_prior_is_complete_and_holds_the_twist_structure() -> None:
+    prior = cryptarithm.load_prior()
+    for group in ("standard", "symbolic"):
+        assert abs(sum(prior.settings[group].values()) - 1) < 1e-3
+    for setting in ("normal", "reversed", "mirrored"):
+        assert abs(sum(prior.operations[setting].values()) - 1) < 1e-3
+    assert set(prior.unseen) == set(prior.kinds) == {"+", "-", "*", "other"}
+    # a symbolic row of three operators has two or three plain operations: with both
+    # others twisted the third is plain; a standard row's '-' is a subtraction
+    assert prior.twists["symbolic/3/0"] < 0.2 < prior.twists["symbolic"]
+    assert prior.kinds["-"]["sub"] > 0.9
+
+
+def test_a_twisted_row_makes_a_plain_query_likelier() -> None:
+    prior = cryptarithm.load_prior()
+    fit = Fit(NORMAL, (("*", BY_NAME["mul+1"]), ("+", BY_NAME["add-1"])), ())
+    plain, twisted = (
+        cryptarithm.twist_factor(fit, "-", BY_NAME[name], "symbolic", prior)
+        for name in ("sub", "absdiff")
+    )
+    assert plain > 1 > twisted
+
+
+def _fit_script():
+    spec = importlib.util.spec_from_file_location(
+        "fit_cryptarithm_prior", REPO / "scripts" / "fit_cryptarithm_prior.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_fit_recovers_setting_frequencies_from_generated_rows() -> None:
+    generated = _generated(60, "deduce", seed=8) + _generated(20, "guess", seed=9)
+    rows = [
+        (p := cryptarithm.parse(g.prompt), g.answer, cryptarithm.find_fits(p)) for g in generated
+    ]
+    fitted = _fit_script().fit_prior(rows, iterations=2)
+    assert fitted["explained"] >= 60
+    prior = cryptarithm.Prior.from_json(fitted)  # the fitted fields load as a prior
+    truth = Counter(g.rule[1]["setting"] for g in generated)
+    by_group = Counter(cryptarithm.row_group(p) for p, _, _ in rows)
+    for setting, count in truth.items():
+        fitted_share = sum(
+            prior.settings[group][setting] * n / len(rows) for group, n in by_group.items()
+        )
+        assert abs(fitted_share - count / len(rows)) < 0.1, (setting, fitted_share)
+
+
+def test_prior_missing_field_is_named() -> None:
+    fields = cryptarithm.Prior.flat().__dict__ | {}
+    del fields["twists"]
+    with pytest.raises(ValueError, match="twists"):
+        cryptarithm.Prior.from_json(fields)
 
 
 # ---------------------------------------------------------------- dev accuracy (slow)

@@ -89,6 +89,9 @@ __all__ = [
     "render",
     "row_group",
     "solve",
+    "solve_found",
+    "twist_context",
+    "twist_factor",
 ]
 
 NAME = "cryptarithm"
@@ -125,6 +128,11 @@ class Prior:
     unseen:     P(family | class) of a guess row's query operator  class -> kind -> p
     offsets:    P(offset of an add/mul operation | the row's other operations)
                 context (`offset_context`) -> offset -> p
+    twists:     P(the query's operation is a twist, not `plain`) by context (`twist_context`:
+                group, operators in the row, how many of the others are plain), and by
+                group alone (the base rate): on dev a symbolic row of three operators has
+                two or three plain operations, a standard one one or two
+                context -> p
     """
 
     settings: Mapping[str, Mapping[str, float]]
@@ -132,17 +140,22 @@ class Prior:
     kinds: Mapping[str, Mapping[str, float]]
     unseen: Mapping[str, Mapping[str, float]]
     offsets: Mapping[str, Mapping[int, float]]
+    twists: Mapping[str, float]
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Prior:
         missing = [f.name for f in fields(cls) if f.name not in data]
         if missing:
             raise ValueError(f"cryptarithm prior lacks field(s) {', '.join(missing)}")
-        nested = {f.name: {k: dict(v) for k, v in data[f.name].items()} for f in fields(cls)}
+        nested: dict[str, Any] = {
+            f.name: {k: dict(v) for k, v in data[f.name].items()}
+            for f in fields(cls)
+            if f.name != "twists"
+        }
         nested["offsets"] = {
             c: {int(k): v for k, v in d.items()} for c, d in nested["offsets"].items()
         }
-        return cls(**nested)
+        return cls(**nested, twists=dict(data["twists"]))
 
     @classmethod
     def flat(cls) -> Prior:
@@ -155,6 +168,7 @@ class Prior:
             kinds={c: dict.fromkeys(KINDS, 1.0) for c in classes},
             unseen={c: dict.fromkeys(KINDS, 1.0) for c in classes},
             offsets={c: dict.fromkeys((-1, 0, 1), 1.0) for c in OFFSET_CONTEXTS},
+            twists={},
         )
 
     def setting(self, group: str, setting: Setting) -> float:
@@ -246,6 +260,23 @@ def offset_context(others: list[Operation]) -> str:
     if not arithmetic:
         return "none"
     return "other-offset" if _offsets(arithmetic) else "other-zero"
+
+
+def twist_context(others: list[Operation], group: str) -> str:
+    """`group/operators/plain others` for one operator: the row's operators (the query's
+    included) and how many of the `others`' operations are plain (a + b, a - b, a * b)."""
+    return f"{group}/{len(others) + 1}/{sum(op.plain for op in others)}"
+
+
+def twist_factor(fit: Fit, symbol: str, op: Operation, group: str, prior: Prior) -> float:
+    """How the row's other operations raise or lower `op` for `symbol` against the
+    group's base rate of twists (1 without a fitted rate)."""
+    base = prior.twists.get(group)
+    if base is None or not 0 < base < 1:
+        return 1.0
+    others = [other for s, other in fit.ops if s != symbol]
+    p = prior.twists.get(twist_context(others, group), base)
+    return (1 - p) / (1 - base) if op.plain else p / base
 
 
 def _query_operations(
@@ -364,6 +395,7 @@ def hypotheses(
             left = "".join(digits[ch] for ch in q.left)
             right = "".join(digits[ch] for ch in q.right)
             for op, p in _query_operations(fit, q.op, group, prior):
+                p *= twist_factor(fit, q.op, op, group, prior)
                 rhs = apply(op, left, right, SIGN, fit.setting)
                 for picks, share in _encodings(rhs, inverse, free, loose):
                     answer = encode(rhs, inverse | {d: s for s, d in picks}, q.op, UNKNOWN)
@@ -507,8 +539,14 @@ def _render_derived(rule: CryptarithmRule, puzzle: EquationPrompt, answer: str) 
 def solve(
     puzzle: EquationPrompt, prior: Prior | None = None, limits: SearchLimits = DEFAULT_LIMITS
 ) -> Solution | Unsolved:
-    prior = prior or load_prior()
-    result = find_fits(puzzle, limits)
+    return solve_found(puzzle, find_fits(puzzle, limits), prior or load_prior())
+
+
+def solve_found(
+    puzzle: EquationPrompt, result: SearchResult, prior: Prior, trace: bool = True
+) -> Solution | Unsolved:
+    """`solve` given the search's result (`find_fits`); `trace=False` skips the traced
+    search (the answer is the same; the trace shows the decoding found, not derived)."""
     if not result.fits:
         if not result.complete:
             return Unsolved(f"search budget exceeded ({result.nodes} nodes) before any fit")
@@ -517,7 +555,7 @@ def solve(
         )
     # The traced search's decoding, found before weighing: its hypotheses are kept apart
     # so the trace can give the chosen answer when this decoding gives it.
-    derivation = _derivation(puzzle, prior, result.fits) if result.complete else None
+    derivation = _derivation(puzzle, prior, result.fits) if trace and result.complete else None
     scores: dict[str, float] = defaultdict(float)
     best_of: dict[str, Hypothesis] = {}
     traced: dict[str, Hypothesis] = {}
