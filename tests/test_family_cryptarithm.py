@@ -661,8 +661,8 @@ def test_prior_missing_field_is_named() -> None:
 # ---------------------------------------------------------------- dev accuracy (slow)
 
 # Measured on train_dev.csv (`reasonlab solve` / `reasonlab traces`), floors a point or
-# two below: deduce 370/516, guess 54/129 right; 392 of the 424 right answers traced.
-_DEV_FLOORS = {"deduce": 362, "guess": 52, "complete": 384}
+# two below: deduce 374/516, guess 49/129 right; 385 of the 423 right answers traced.
+_DEV_FLOORS = {"deduce": 366, "guess": 47, "complete": 378}
 
 
 @pytest.mark.slow

@@ -49,6 +49,7 @@ from reasonlab.puzzles.equations.cryptarithm_search import (
     search,
 )
 from reasonlab.puzzles.equations.cryptarithm_trace import (
+    SHORT_LINES,
     Derivation,
     derive,
     render_derivation,
@@ -483,7 +484,9 @@ def _fill_unknown(h: Hypothesis, puzzle: EquationPrompt) -> str:
 _TRACE_CHARS = 12_500
 
 
-def _derivation(puzzle: EquationPrompt, prior: Prior, fits: tuple[Fit, ...]) -> Derivation | None:
+def _derivation(
+    puzzle: EquationPrompt, prior: Prior, fits: tuple[Fit, ...], short: int = SHORT_LINES[0]
+) -> Derivation | None:
     """The trace's search over the examples (settings and operations in the prior's
     order), told dead branches by the solver's complete fit list; None when too long."""
     joins = {lhs.op: o for lhs, _ in puzzle.examples if (o := joining_order(puzzle, lhs.op))}
@@ -493,6 +496,7 @@ def _derivation(puzzle: EquationPrompt, prior: Prior, fits: tuple[Fit, ...]) -> 
         functools.partial(operation_order, prior),
         joins,
         fits,
+        short,
     )
 
 
@@ -610,9 +614,15 @@ def solve_found(
     order = joining_order(puzzle, puzzle.query.op)
     complete = order is not None and answer == _join(puzzle.query, order)
     if not complete and answer in traced:
-        derived = replace(rule, derivation=derivation)
-        if len(_render_derived(derived, puzzle, answer)) <= _TRACE_CHARS:
-            rule, complete = derived, True
+        # dead branches shown in full within the most lines the budget affords (the
+        # decoding found is the same whatever the allowance)
+        for short in SHORT_LINES:
+            if short != SHORT_LINES[0]:
+                derivation = _derivation(puzzle, prior, result.fits, short)
+            derived = replace(rule, derivation=derivation)
+            if derivation and len(_render_derived(derived, puzzle, answer)) <= _TRACE_CHARS:
+                rule, complete = derived, True
+                break
     return Solution(
         puzzle,
         answer,

@@ -54,6 +54,7 @@ from reasonlab.puzzles.equations.ops import (
 from reasonlab.puzzles.equations.prompt import EquationPrompt, Expression
 
 __all__ = [
+    "SHORT_LINES",
     "Derivation",
     "Step",
     "derive",
@@ -66,7 +67,9 @@ __all__ = [
 ]
 
 _MAX_LINES = 1_500  # lines a derivation may log (shown ones and cut branches' first lines)
-_SHORT = 3  # a choice nothing fits below is shown in full when its lines stay within this
+# A choice nothing fits below is shown in full when its lines stay within this many
+# (the caller tries the largest that keeps the trace within budget).
+SHORT_LINES = (12, 6, 3)
 _SETTING_WORDS = {
     "normal": "normal: a = left operand, b = right operand, result written as computed",
     "reversed": "reversed: a, b = operands read backwards, result digits written backwards",
@@ -255,9 +258,10 @@ class _Search:
         op_order: Callable[[Setting], tuple[Operation, ...]],
         oracle: _Oracle,
         max_lines: int,
+        short: int,
     ) -> None:
         self.puzzle, self.examples, self.op_order = puzzle, examples, op_order
-        self.oracle, self.max_lines = oracle, max_lines
+        self.oracle, self.max_lines, self.short = oracle, max_lines, short
         # (kind, depth, parent, fields) per step; a `Step` is built at the end
         self.steps: list[tuple[str, int, int, dict[str, Any]]] = []
         self.mapping: dict[str, str] = {}
@@ -282,7 +286,7 @@ class _Search:
 
     def under(self, index: int, go: Callable[[], bool], shallow: bool = False) -> bool:
         """Run `go` with step `index` as the current choice. A choice no fit extends is
-        explored only within `_SHORT` lines (`shallow`: settings and examples, whose
+        explored only within `self.short` lines (`shallow`: settings and examples, whose
         operations are listed one by one instead)."""
         self.stack.append(index)
         try:
@@ -296,7 +300,7 @@ class _Search:
 
     def _dead(self, index: int, go: Callable[[], bool]) -> bool:
         saved = (len(self.steps), dict(self.mapping), dict(self.chosen), list(self.done))
-        self.limit = len(self.steps) + _SHORT
+        self.limit = len(self.steps) + self.short
         try:
             if go():
                 raise RuntimeError("the traced search found a decoding the solver's did not")
@@ -650,14 +654,16 @@ def derive(
     op_order: Callable[[Setting], tuple[Operation, ...]],
     joins: dict[str, str],
     fits: Sequence[Fit],
+    short: int = SHORT_LINES[-1],
     max_lines: int = _MAX_LINES,
 ) -> Derivation | None:
     """The first decoding the search finds, with its log; None past `max_lines` lines or
     when nothing fits. `fits` is the solver's complete fit list (`find_fits`), which tells
-    dead branches apart; `joins` are the operators that only join symbols (not searched)."""
+    dead branches apart; a dead choice is shown in full within `short` lines; `joins`
+    are the operators that only join symbols (not searched)."""
     examples = [(lhs, rhs) for lhs, rhs in puzzle.examples if lhs.op not in joins]
     oracle = _Oracle(fits)
-    search = _Search(puzzle, examples, op_order, oracle, max_lines)
+    search = _Search(puzzle, examples, op_order, oracle, max_lines, short)
     try:
         found = search.run(settings)
     except _Budget:
