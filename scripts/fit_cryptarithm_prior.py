@@ -86,7 +86,9 @@ def _counts(rows: list[Row], prior: cryptarithm.Prior) -> dict[str, Any]:
         for h in gold:
             share = h.weight / total
             settings[group][h.fit.setting.name] += share
-            pairs = list(h.fit.ops) + ([] if puzzle.query_seen else [(puzzle.query.op, h.operation)])
+            pairs = list(h.fit.ops) + (
+                [] if puzzle.query_seen else [(puzzle.query.op, h.operation)]
+            )
             for i, (symbol, op) in enumerate(pairs):
                 operations[h.fit.setting.name][op.name] += share
                 shown = i < len(h.fit.ops)

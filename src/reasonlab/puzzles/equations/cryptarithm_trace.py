@@ -174,19 +174,22 @@ def leading_symbol(rhs: str, setting: Setting) -> str:
     return rhs[0] if setting.name == "normal" else rhs[-1]
 
 
-def units_options(op: Operation, x: int, y: int, negative: bool) -> tuple[int, ...]:
-    """The units digits the result's magnitude can end in when a ends in x and b in y
-    (empty: the family has no units rule). |a-b| and -|a-b| may subtract either way."""
-    if op.kind == "add":
-        return ((x + y + op.offset) % 10,)
-    if op.kind == "mul":
-        return ((x * y + op.offset) % 10,)
+def units_options(op: Operation, x: int, y: int, negative: bool) -> tuple[int, ...] | None:
+    """The units digits the result's magnitude can end in when a ends in x and b in y and
+    the result is `negative` or not (None: the family has no units rule). |a-b| may
+    subtract either way; -|a-b| without a sign is 0, so a and b end alike."""
+    if op.kind in ("add", "mul"):
+        base = x + y if op.kind == "add" else x * y
+        return () if negative else ((base + op.offset) % 10,)
     if op.name in ("sub", "rsub"):
         first, second = (x, y) if (op.name == "sub") != negative else (y, x)
         return ((first - second) % 10,)
+    if op.name == "negabsdiff" and not negative:
+        return (0,) if x == y else ()
     if op.name in ("absdiff", "negabsdiff"):
-        return tuple(dict.fromkeys(((x - y) % 10, (y - x) % 10)))
-    return ()
+        both = tuple(dict.fromkeys(((x - y) % 10, (y - x) % 10)))
+        return () if negative and op.name == "absdiff" else both
+    return None
 
 
 def _units_text(op: Operation, x: int, y: int, negative: bool) -> str:
@@ -201,7 +204,8 @@ def _units_text(op: Operation, x: int, y: int, negative: bool) -> str:
     if op.name in ("sub", "rsub"):
         first, second = (x, y) if (op.name == "sub") != negative else (y, x)
         return minus(first, second)
-    return f"{minus(x, y)} or {minus(y, x)}"
+    one, other = minus(x, y), minus(y, x)
+    return one if one == other or not negative and op.name == "negabsdiff" else f"{one} or {other}"
 
 
 def _units_pattern(op: Operation, x: str, symbol: str, negative: bool) -> str:
@@ -521,7 +525,7 @@ class _Search:
         negative = lhs.op in rhs
         at = units_symbol(rhs, self.setting, negative)
         return (
-            bool(units_options(op, 0, 0, negative))
+            units_options(op, 0, 0, negative) is not None
             and symbol == b[1] != a[1]
             and a[1] in self.mapping
             and (at in self.mapping or at == symbol)  # never a tens symbol still open
@@ -542,7 +546,7 @@ class _Search:
             d
             for d in choices
             if d not in used
-            and int(d if at == symbol else target) in units_options(op, x, int(d), negative)
+            and int(d if at == symbol else target) in (units_options(op, x, int(d), negative) or ())
         )
         index = self.log(
             "solve",
@@ -566,17 +570,19 @@ class _Search:
         None when there is none to make."""
         a, b = read_operands(lhs.left, lhs.right, self.setting)
         negative = lhs.op in rhs
-        if not units_options(op, 0, 0, negative):
+        if units_options(op, 0, 0, negative) is None:
             return None
         if symbol not in (a[1], b[1]) or a[1] not in self.mapping or b[1] not in self.mapping:
             return None
         if self._solvable(lhs, rhs, op, symbol):
             return None  # `solved_units` already chose b's units to fit
         x, y = int(self.mapping[a[1]]), int(self.mapping[b[1]])
-        options = units_options(op, x, y, negative)
+        options = units_options(op, x, y, negative) or ()
         at = units_symbol(rhs, self.setting, negative)
         owners = {d: s for s, d in self.mapping.items()}
-        if at in self.mapping:
+        if not options:  # only an unsigned -|a-b| (0) has none: a and b end alike
+            ok, why = False, f"{_label(op)} without a sign is 0, so a and b end alike"
+        elif at in self.mapping:
             ok = int(self.mapping[at]) in options
             why = "" if ok else f"{at} is {self.mapping[at]}"
         elif at in self._order(lhs):
@@ -710,6 +716,8 @@ def _line(step: Step) -> str:
     if step.kind == "back":
         return f"{pad} no digits fit {step.lhs.text}: go back"
     if step.kind == "units":
+        if not step.value:
+            return f"{pad} {_taken(step.assigned)}: no, {step.text}"
         verdict = "ok" if step.ok else f"no, {step.text}"
         work = _units_text(step.op, int(step.a), int(step.b), step.negative)
         return f"{pad} {_taken(step.assigned)}: units {work} ends in {step.value}, {verdict}"
