@@ -7,21 +7,27 @@ operations and row settings are `ops`' table, shared with `numeric`.
 
 Solving:
 1. `cryptarithm_search.search` finds every fit: (setting, an operation per shown
-   operator, a symbol->digit mapping) explaining all examples.
+   operator, a symbol->digit mapping) explaining all examples, operands as read in
+   10..99 (`cryptarithm_search.written_operands`).
 2. Each fit becomes hypotheses for the query: query symbols the examples never show
    take each free digit in turn (equally likely), and an operator the examples never
    show (`guess` rows) takes each operation with its prior probability.
 3. A hypothesis weighs P(setting | symbol group) * prod P(operation | operator symbol)
-   (the dev prior in data/cryptarithm_prior.json; groups and symbol classes are the
-   numeric family's) times its share; summing over mappings gives each answer's
-   posterior, and the answer with the highest expected score wins.
+   * how the row's other operations move the query's twist odds (the dev prior in
+   data/cryptarithm_prior.json; groups and symbol classes are the numeric family's)
+   times its share; summing over mappings gives each answer's posterior, and the
+   answer with the highest expected score wins.
 An answer that needs a digit whose symbol never appears cannot be written for sure:
 that row is `Unsolved` with a partial guess (the first unseen symbol of `ALPHABET`).
 
-Traces: a query that only joins its operands' symbols is shown at the symbol level; a
-deduce row whose answer `cryptarithm_trace.derive` (a step-by-step search a model can
-redo) reaches within budget shows that search; both are `trace_complete`. Other rows
-show the decoding the solver found, checked on every example (`trace_complete=False`).
+Traces: a query that only joins its operands' symbols is shown at the symbol level.
+Otherwise `cryptarithm_trace.derive` runs a step-by-step search a model can redo (cheap
+symbol-level refutations first, then digits) and finds its first decoding; when that
+decoding gives the chosen answer within `_TRACE_CHARS`, the trace shows the search,
+then one line per choice the examples leave to the prior (`guess_lines`: an unseen
+operator's operation, a query symbol's digit), marked as a guess. Both are
+`trace_complete`. Other rows show the decoding the solver found, checked on every
+example (`trace_complete=False`).
 """
 
 from __future__ import annotations
@@ -82,8 +88,11 @@ __all__ = [
     "CryptarithmRule",
     "Hypothesis",
     "Prior",
+    "find_fits",
     "generate",
+    "guess_lines",
     "hypotheses",
+    "joining_order",
     "load_prior",
     "offset_context",
     "parse",

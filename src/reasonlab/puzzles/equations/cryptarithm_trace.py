@@ -20,8 +20,10 @@ and records it so the trace can show it line by line:
    b tens (as the setting reads them), each trying digits upward and skipping used ones;
    tens digits start at 1 (operands run 10..99, `cryptarithm_search.written_operands`).
    For the +, * and - families the units digit is checked as soon as both units are
-   known (for |a-b| either order), and b's units is solved from a's units and a decoded
-   result units in one line; when all four are known the result is computed, written in
+   known (for |a-b| either order), and b's units is solved in one line from a's units
+   and the result's units (decoded, or b's units symbol itself); an operand tens symbol
+   already decoded as 0 ends the example at once; when all four are known the result is
+   computed, written in
    the setting and compared symbol by symbol (a result symbol not yet decoded takes its
    digit if that digit is free). A failure tries the next digit; an example no digit
    fits sends the search back.
@@ -29,10 +31,10 @@ and records it so the trace can show it line by line:
 The first complete assignment is the trace's decoding. Which branches lead anywhere is
 known without searching them: the solver's fit list is complete (`find_fits`), so a
 choice no fit extends fails. Such a choice is explored only while its lines stay few
-(then shown in full, every check visible); otherwise it is cut to its own line, marked
-'-> no fit further on'. A wrong setting shows its first example's operations, each with
-its reason or its mark. Every line is a `Step` holding the values it states, so tests
-recompute them.
+(`SHORT_LINES`: the caller takes the most its budget affords; then shown in full, every
+check visible); otherwise it is cut to its own line, marked '-> no fit further on'. A
+wrong setting shows its first example's operations, each with its reason or its mark.
+Every line is a `Step` holding the values it states, so tests recompute them.
 """
 
 from __future__ import annotations
