@@ -239,17 +239,18 @@ class _Oracle:
     """Whether some fit of the solver's complete list extends a partial decoding."""
 
     def __init__(self, fits: Sequence[Fit]) -> None:
-        self.fits = [(fit, dict(fit.ops), dict(fit.mapping)) for fit in fits]
+        # per setting, in fit order: (fit, its (symbol, operation) and (symbol, digit) pairs)
+        self.fits: dict[Setting, list[tuple[Fit, frozenset, frozenset]]] = {}
+        for fit in fits:
+            pairs = (fit, frozenset(fit.ops), frozenset(fit.mapping))
+            self.fits.setdefault(fit.setting, []).append(pairs)
 
     def find(
         self, setting: Setting, chosen: dict[str, Operation], mapping: dict[str, str]
     ) -> Fit | None:
-        for fit, ops, digits in self.fits:
-            if (
-                fit.setting == setting
-                and all(ops.get(s) == op for s, op in chosen.items())
-                and all(digits.get(s) == d for s, d in mapping.items())
-            ):
+        ops, digits = chosen.items(), mapping.items()  # set-like views: `<=` is inclusion
+        for fit, fit_ops, fit_digits in self.fits.get(setting, ()):
+            if ops <= fit_ops and digits <= fit_digits:
                 return fit
         return None
 
