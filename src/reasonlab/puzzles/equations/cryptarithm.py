@@ -53,6 +53,7 @@ from reasonlab.puzzles.equations.cryptarithm_search import (
     encode,
     reads_two_digits,
     search,
+    written_operands,
 )
 from reasonlab.puzzles.equations.cryptarithm_trace import (
     SHORT_LINES,
@@ -791,28 +792,30 @@ def render(solution: Solution) -> str:
 
 def generate(rng: random.Random, subtype: Literal["deduce", "guess"] = "deduce") -> Generated:
     """A numeric puzzle from `equation_numeric.generate` (the shared generator: same
-    settings, operations and operator symbols), written with a fresh digit->symbol mapping
-    onto 10 ALPHABET symbols that none of its operators uses.
+    settings, operations, operator symbols and example counts), written with a fresh
+    digit->symbol mapping onto 10 ALPHABET symbols that none of its operators uses.
 
-    Operands as read run 10..99 (`reads_two_digits`, as on dev), so a numeric puzzle
-    with a smaller one is drawn again: the operands are then uniform over 10..99 and
-    every other draw keeps its distribution.
+    Its operands are drawn again, uniformly among those that read 10..99 in the row's
+    setting (`written_operands`, as on dev), and every result recomputed from its rule.
 
     `rule` is (mapping digit -> symbol, the numeric generator's rule).
     """
-    while True:  # about 4 draws in 10 pass: each of ~10 operands reads >= 10 w.p. 0.91
-        numeric = equation_numeric.generate(rng, subtype)
-        plain = parse_equation_prompt(numeric.prompt)
-        setting = Setting(numeric.rule["setting"])
-        lhs_all = [lhs for lhs, _ in plain.examples] + [plain.query]
-        if all(reads_two_digits(e.left, e.right, setting) for e in lhs_all):
-            break
+    numeric = equation_numeric.generate(rng, subtype)
+    plain = parse_equation_prompt(numeric.prompt)
+    setting = Setting(numeric.rule["setting"])
+    ops = {symbol: BY_NAME[name] for symbol, name in numeric.rule["operations"].items()}
+    pairs = written_operands(setting)
+
+    def draw(symbol: str) -> tuple[str, str]:
+        left, right = rng.choice(pairs)
+        return f"{left}{symbol}{right}", apply(ops[symbol], left, right, symbol, setting)
+
+    drawn = [draw(lhs.op) for lhs, _ in plain.examples]
+    query, answer = draw(plain.query.op)
     operators = {lhs.op for lhs, _ in plain.examples} | {plain.query.op}
     symbols = rng.sample([s for s in ALPHABET if s not in operators], 10)
     mapping = dict(zip("0123456789", symbols))
     table = str.maketrans(mapping)
-    examples = [(lhs.text.translate(table), rhs.translate(table)) for lhs, rhs in plain.examples]
-    prompt = format_equation_prompt(examples, plain.query.text.translate(table))
-    return Generated(
-        prompt, numeric.answer.translate(table), rule=(mapping, numeric.rule), subtype=subtype
-    )
+    examples = [(lhs.translate(table), rhs.translate(table)) for lhs, rhs in drawn]
+    prompt = format_equation_prompt(examples, query.translate(table))
+    return Generated(prompt, answer.translate(table), rule=(mapping, numeric.rule), subtype=subtype)
