@@ -564,12 +564,12 @@ def test_a_short_search_gives_a_complete_derived_trace() -> None:
 @pytest.mark.parametrize("subtype", ["deduce", "guess"])
 def test_every_line_of_generated_derived_traces_is_true(subtype: str) -> None:
     checked = rows = 0
-    for g in _generated(30, subtype, seed=5):
+    for g in _generated(20, subtype, seed=5):
         outcome = cryptarithm.solve(cryptarithm.parse(g.prompt))
         if isinstance(outcome, Solution) and outcome.rule.derivation is not None:
             checked += _verify_derivation(outcome)
             rows += 1
-    assert rows >= 10 and checked >= 200, (rows, checked)
+    assert rows >= 8 and checked >= 800, (rows, checked)  # 10 / 12 rows, ~950 lines
 
 
 def test_a_guess_says_so_in_one_line() -> None:
@@ -639,12 +639,12 @@ def _fit_script():
 
 
 def test_fit_recovers_setting_frequencies_from_generated_rows() -> None:
-    generated = _generated(60, "deduce", seed=8) + _generated(20, "guess", seed=9)
+    generated = _generated(40, "deduce", seed=8) + _generated(10, "guess", seed=9)
     rows = [
         (p := cryptarithm.parse(g.prompt), g.answer, cryptarithm.find_fits(p)) for g in generated
     ]
     fitted = _fit_script().fit_prior(rows, iterations=2)
-    assert fitted["explained"] >= 60
+    assert fitted["explained"] >= 35
     prior = cryptarithm.Prior.from_json(fitted)  # the fitted fields load as a prior
     truth = Counter(g.rule[1]["setting"] for g in generated)
     by_group = Counter(cryptarithm.row_group(p) for p, _, _ in rows)
