@@ -445,7 +445,8 @@ def _verify_derivation(solution: Solution) -> int:
             if step.text.startswith("never writes"):
                 sign = rhs.find(lhs.op)
                 assert (len(rhs), sign) not in _lengths(step.op, name)
-                assert step.text.startswith(f"never writes {len(rhs)} symbols")
+                plural = "" if len(rhs) == 1 else "s"
+                assert step.text.startswith(f"never writes {len(rhs)} symbol{plural}")
             elif step.text.startswith("would copy"):
                 # cat writes left+right symbols (normal, mirrored) or right+left (reversed);
                 # b then a (rcat) the other way round

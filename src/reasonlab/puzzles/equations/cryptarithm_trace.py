@@ -148,6 +148,10 @@ def _label(op: Operation) -> str:
     return LABELS.get(op.name, op.formula)
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 @cache
 def possible_lengths(op: Operation, setting: Setting) -> frozenset[tuple[int, int]]:
     """(result length, sign position or -1) pairs `op` writes for operands 10..99."""
@@ -388,7 +392,7 @@ class _Search:
             sign = result.find(lhs.op)
             if (len(result), sign) not in possible_lengths(op, self.setting):
                 with_sign = " with that sign" if sign >= 0 else ""
-                return f"never writes {len(result)} symbols{with_sign}", (other, result)
+                return f"never writes {_count(len(result), 'symbol')}{with_sign}", (other, result)
         if op.kind == "add":
             leads = self._hundreds(lhs.op)
             if len(set(leads)) > 1:
@@ -518,7 +522,7 @@ class _Search:
                 a=f"{x}..{x[0]}9",
                 b=f"{y}..{y[0]}9",
                 value=f"{low}..{high}",
-                text=f"never {len(rhs)} digits",
+                text=f"never {_count(len(rhs), 'digit')}",
             )
         return not ok
 
@@ -639,7 +643,7 @@ class _Search:
         """'' when `written` (digits, SIGN) spells `target` (symbols, SIGN), adding the
         result symbols it decodes to `fresh`/mapping; else why not."""
         if len(written) != len(target):
-            return f"{len(written)} digits, not {len(target)}"
+            return f"{_count(len(written), 'digit')}, not {len(target)}"
         for digit, symbol in zip(written, target):
             if (digit == SIGN) != (symbol == SIGN):
                 return "the sign does not match"
