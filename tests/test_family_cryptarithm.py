@@ -498,6 +498,21 @@ def _verify_derivation(solution: Solution) -> int:
                 a, b = read_operands(step.lhs.left, step.lhs.right, Setting(name))
                 good = good and not (step.b in (a[0], b[0]) and d == "0")
                 assert (d in step.written) == good, (step, d)
+        elif step.kind == "order":  # the sign says which operand is larger
+            a, b = read_operands(step.lhs.left, step.lhs.right, Setting(name))
+            larger = {("sub", False): a, ("sub", True): b, ("rsub", False): b}.get(
+                (step.op.name, step.lhs.op in step.rhs), a
+            )
+            other = b[0] if step.b == a[0] else a[0]
+            assert step.b in (a[0], b[0]) and digits[other] == step.a
+            assert step.text == (">=" if step.b == larger[0] else "<=")
+            used = set(digits.values())
+            allowed = [
+                d
+                for d in "123456789"
+                if d not in used and (d >= step.a if step.text == ">=" else d <= step.a)
+            ]
+            assert step.written == "".join(allowed)
         elif step.kind == "range":
             lo_a, hi_a = step.a.split("..")
             lo_b, hi_b = step.b.split("..")

@@ -21,7 +21,8 @@ and records it so the trace can show it line by line:
    tens digits start at 1 (operands run 10..99, `cryptarithm_search.written_operands`).
    For the +, * and - families the units digit is checked as soon as both units are
    known (for |a-b| either order), and b's units is solved in one line from a's units
-   and the result's units (decoded, or b's units symbol itself); an operand tens symbol
+   and the result's units (decoded, or b's units symbol itself); for a - b and b - a the
+   result's sign bounds the second tens digit by the first; an operand tens symbol
    already decoded as 0 ends the example at once; when all four are known the result is
    computed, written in
    the setting and compared symbol by symbol (a result symbol not yet decoded takes its
@@ -95,6 +96,8 @@ class Step:
     units:    `assigned` digits; units digits `a`, `b`; `value` the possible result units
               ("7" or "3 or 7"), `negative` whether the result carries a sign; `ok`, `text`
     solve:    b's units symbol `b` for units `a` and result units `value`: `written` digits
+    order:    a - b or b - a: the tens symbol `b` is `text` ('<=' / '>=') the other operand's
+              tens digit `a`, as the result's sign (`negative`) orders them: `written` digits
     range:    `a`, `b` operand ranges from decoded tens; `value` the results; never len(rhs)
     check:    `assigned`; a, b as read (`a`, `b`), `value` computed, `written`; `ok`, `text`
     back:     `lhs` has no fitting digits under the choices above
@@ -464,7 +467,61 @@ class _Search:
         if self._solvable(lhs, rhs, op, symbol):
             index, choices = self.solved_units(depth, lhs, rhs, op, symbol, choices)
             return self.under(index, lambda: self.assign(depth, lhs, rhs, op, k, choices))
+        bound = self._ordered(lhs, rhs, op, symbol)
+        if bound is not None:
+            index, choices = self.ordered(depth, lhs, rhs, op, k, choices, bound)
+            return self.under(index, lambda: self.assign(depth, lhs, rhs, op, k, choices))
         return self.assign(depth, lhs, rhs, op, k, choices)
+
+    def _ordered(self, lhs: Expression, rhs: str, op: Operation, symbol: str) -> str | None:
+        """For a - b and b - a, whose sign says which operand is larger: when `symbol` is
+        one operand's tens and the other's is decoded, '<=' or '>=' that tens digit."""
+        if op.name not in ("sub", "rsub"):
+            return None
+        a, b = read_operands(lhs.left, lhs.right, self.setting)
+        other = {a[0]: b[0], b[0]: a[0]}.get(symbol) if a[0] != b[0] else None
+        if other is None or other not in self.mapping:
+            return None
+        # the larger operand: a - b >= 0 and b - a < 0 mean a >= b
+        a_larger = (op.name == "sub") != (lhs.op in rhs)
+        return ">=" if (symbol == a[0]) == a_larger else "<="
+
+    def ordered(
+        self,
+        depth: int,
+        lhs: Expression,
+        rhs: str,
+        op: Operation,
+        k: int,
+        choices: str,
+        bound: str,
+    ) -> tuple[int, str]:
+        """The tens digits the result's sign allows, logged as one line: (index, digits)."""
+        order = self._order(lhs)
+        symbol = order[k]
+        a, b = read_operands(lhs.left, lhs.right, self.setting)
+        other = int(self.mapping[b[0] if symbol == a[0] else a[0]])
+        used = set(self.mapping.values())
+        fits = "".join(
+            d
+            for d in choices
+            if d not in used and (int(d) >= other if bound == ">=" else int(d) <= other)
+        )
+        before = self.before[id(lhs)]
+        index = self.log(
+            "order",
+            depth,
+            lhs=lhs,
+            rhs=rhs,
+            op=op,
+            assigned=tuple((s, self.mapping[s]) for s in order[:k] if s not in before),
+            a=str(other),
+            b=symbol,
+            written=fits,
+            negative=lhs.op in rhs,
+            text=bound,
+        )
+        return index, fits
 
     def assign(
         self, depth: int, lhs: Expression, rhs: str, op: Operation, k: int, choices: str
@@ -730,6 +787,14 @@ def _line(step: Step) -> str:
         return f"{pad} {_taken(step.assigned)}: units {work} ends in {step.value}, {verdict}"
     if step.kind == "range":
         return f"{pad} a={step.a}, b={step.b}: {_label(step.op)} from {step.value}; no, {step.text}"
+    if step.kind == "order":
+        fits = ", ".join(step.written) if step.written else "none free"
+        sign = "< 0 (signed)" if step.negative else ">= 0 (no sign)"
+        larger = "b" if (step.op.name == "sub") == step.negative else "a"
+        return (
+            f"{pad} {_taken(step.assigned)}: {_label(step.op)} {sign}, so {larger} is the "
+            f"larger: tens {step.b} {step.text} {step.a}: {step.b} = {fits}"
+        )
     if step.kind == "solve":
         fits = ", ".join(step.written) if step.written else "none free"
         work = _units_pattern(step.op, step.a, step.b, step.negative)
