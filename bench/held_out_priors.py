@@ -60,7 +60,10 @@ def main() -> None:
             bit_prior = bit_rules.Prior.from_json(
                 _fit("fit_bit_prior.py", train, Path(tmp)).read_text()
             )
-            crypt_prior = cryptarithm.load_prior(_fit("fit_cryptarithm_prior.py", train, Path(tmp)))
+            # not load_prior: it caches by path, and both folds write the same file
+            crypt_prior = cryptarithm.Prior.from_json(
+                json.loads(_fit("fit_cryptarithm_prior.py", train, Path(tmp)).read_text())
+            )
             for row in test:
                 kind = classify(row["prompt"])
                 if kind.family == "bit_manipulation":

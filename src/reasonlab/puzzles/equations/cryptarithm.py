@@ -7,21 +7,27 @@ operations and row settings are `ops`' table, shared with `numeric`.
 
 Solving:
 1. `cryptarithm_search.search` finds every fit: (setting, an operation per shown
-   operator, a symbol->digit mapping) explaining all examples.
+   operator, a symbol->digit mapping) explaining all examples, operands as read in
+   10..99 (`cryptarithm_search.written_operands`).
 2. Each fit becomes hypotheses for the query: query symbols the examples never show
    take each free digit in turn (equally likely), and an operator the examples never
    show (`guess` rows) takes each operation with its prior probability.
 3. A hypothesis weighs P(setting | symbol group) * prod P(operation | operator symbol)
-   (the dev prior in data/cryptarithm_prior.json; groups and symbol classes are the
-   numeric family's) times its share; summing over mappings gives each answer's
-   posterior, and the answer with the highest expected score wins.
+   * how the row's other operations move the query's twist odds (the dev prior in
+   data/cryptarithm_prior.json; groups and symbol classes are the numeric family's)
+   times its share; summing over mappings gives each answer's posterior, and the
+   answer with the highest expected score wins.
 An answer that needs a digit whose symbol never appears cannot be written for sure:
 that row is `Unsolved` with a partial guess (the first unseen symbol of `ALPHABET`).
 
-Traces: a query that only joins its operands' symbols is shown at the symbol level; a
-deduce row whose answer `cryptarithm_trace.derive` (a step-by-step search a model can
-redo) reaches within budget shows that search; both are `trace_complete`. Other rows
-show the decoding the solver found, checked on every example (`trace_complete=False`).
+Traces: a query that only joins its operands' symbols is shown at the symbol level.
+Otherwise `cryptarithm_trace.derive` runs a step-by-step search a model can redo (cheap
+symbol-level refutations first, then digits) and finds its first decoding; when that
+decoding gives the chosen answer within `_TRACE_CHARS`, the trace shows the search,
+then one line per choice the examples leave to the prior (`guess_lines`: an unseen
+operator's operation, a query symbol's digit), marked as a guess. Both are
+`trace_complete`. Other rows show the decoding the solver found, checked on every
+example (`trace_complete=False`).
 """
 
 from __future__ import annotations
@@ -45,16 +51,18 @@ from reasonlab.puzzles.equations.cryptarithm_search import (
     SearchLimits,
     SearchResult,
     encode,
+    reads_two_digits,
     search,
+    written_operands,
 )
 from reasonlab.puzzles.equations.cryptarithm_trace import (
+    SHORT_LINES,
     Derivation,
     derive,
     render_derivation,
-    sign_rule,
 )
 from reasonlab.puzzles.equations.numeric import puzzle_symbols, symbol_class, symbol_group
-from reasonlab.puzzles.equations.numeric_trace import operation_order, setting_order
+from reasonlab.puzzles.equations.numeric_trace import LABELS, operation_order, setting_order
 from reasonlab.puzzles.equations.ops import (
     BY_NAME,
     KINDS,
@@ -81,14 +89,20 @@ __all__ = [
     "CryptarithmRule",
     "Hypothesis",
     "Prior",
+    "find_fits",
     "generate",
+    "guess_lines",
     "hypotheses",
+    "joining_order",
     "load_prior",
     "offset_context",
     "parse",
     "render",
     "row_group",
     "solve",
+    "solve_found",
+    "twist_context",
+    "twist_factor",
 ]
 
 NAME = "cryptarithm"
@@ -125,6 +139,11 @@ class Prior:
     unseen:     P(family | class) of a guess row's query operator  class -> kind -> p
     offsets:    P(offset of an add/mul operation | the row's other operations)
                 context (`offset_context`) -> offset -> p
+    twists:     P(the query's operation is a twist, not `plain`) by context (`twist_context`:
+                group, operators in the row, how many of the others are plain), and by
+                group alone (the base rate): on dev a symbolic row of three operators has
+                two or three plain operations, a standard one one or two
+                context -> p
     """
 
     settings: Mapping[str, Mapping[str, float]]
@@ -132,17 +151,22 @@ class Prior:
     kinds: Mapping[str, Mapping[str, float]]
     unseen: Mapping[str, Mapping[str, float]]
     offsets: Mapping[str, Mapping[int, float]]
+    twists: Mapping[str, float]
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Prior:
         missing = [f.name for f in fields(cls) if f.name not in data]
         if missing:
             raise ValueError(f"cryptarithm prior lacks field(s) {', '.join(missing)}")
-        nested = {f.name: {k: dict(v) for k, v in data[f.name].items()} for f in fields(cls)}
+        nested: dict[str, Any] = {
+            f.name: {k: dict(v) for k, v in data[f.name].items()}
+            for f in fields(cls)
+            if f.name != "twists"
+        }
         nested["offsets"] = {
             c: {int(k): v for k, v in d.items()} for c, d in nested["offsets"].items()
         }
-        return cls(**nested)
+        return cls(**nested, twists=dict(data["twists"]))
 
     @classmethod
     def flat(cls) -> Prior:
@@ -155,6 +179,7 @@ class Prior:
             kinds={c: dict.fromkeys(KINDS, 1.0) for c in classes},
             unseen={c: dict.fromkeys(KINDS, 1.0) for c in classes},
             offsets={c: dict.fromkeys((-1, 0, 1), 1.0) for c in OFFSET_CONTEXTS},
+            twists={},
         )
 
     def setting(self, group: str, setting: Setting) -> float:
@@ -248,6 +273,23 @@ def offset_context(others: list[Operation]) -> str:
     return "other-offset" if _offsets(arithmetic) else "other-zero"
 
 
+def twist_context(others: list[Operation], group: str) -> str:
+    """`group/operators/plain others` for one operator: the row's operators (the query's
+    included) and how many of the `others`' operations are plain (a + b, a - b, a * b)."""
+    return f"{group}/{len(others) + 1}/{sum(op.plain for op in others)}"
+
+
+def twist_factor(fit: Fit, symbol: str, op: Operation, group: str, prior: Prior) -> float:
+    """How the row's other operations raise or lower `op` for `symbol` against the
+    group's base rate of twists (1 without a fitted rate)."""
+    base = prior.twists.get(group)
+    if base is None or not 0 < base < 1:
+        return 1.0
+    others = [other for s, other in fit.ops if s != symbol]
+    p = prior.twists.get(twist_context(others, group), base)
+    return (1 - p) / (1 - base) if op.plain else p / base
+
+
 def _query_operations(
     fit: Fit, symbol: str, group: str, prior: Prior
 ) -> list[tuple[Operation, float]]:
@@ -274,7 +316,7 @@ def _query_operations(
 
 def _completions(fit: Fit, query: Expression) -> list[tuple[tuple[str, str], ...]]:
     """Digits for query symbols the fit leaves open: every injective choice of free digits
-    that keeps both operands in 01..99 (the generator never writes `00`)."""
+    that keeps both operands as read in 10..99 (`reads_two_digits`)."""
     known = dict(fit.mapping)
     unseen = list(dict.fromkeys(ch for ch in query.left + query.right if ch not in known))
     free = [d for d in "0123456789" if d not in known.values()]
@@ -282,10 +324,8 @@ def _completions(fit: Fit, query: Expression) -> list[tuple[tuple[str, str], ...
     for digits in itertools.permutations(free, len(unseen)):
         assumed = tuple(zip(unseen, digits))
         full = known | dict(assumed)
-        if "00" not in (
-            "".join(full[ch] for ch in query.left),
-            "".join(full[ch] for ch in query.right),
-        ):
+        left = "".join(full[ch] for ch in query.left)
+        if reads_two_digits(left, "".join(full[ch] for ch in query.right), fit.setting):
             out.append(assumed)
     return out
 
@@ -366,6 +406,7 @@ def hypotheses(
             left = "".join(digits[ch] for ch in q.left)
             right = "".join(digits[ch] for ch in q.right)
             for op, p in _query_operations(fit, q.op, group, prior):
+                p *= twist_factor(fit, q.op, op, group, prior)
                 rhs = apply(op, left, right, SIGN, fit.setting)
                 for picks, share in _encodings(rhs, inverse, free, loose):
                     answer = encode(rhs, inverse | {d: s for s, d in picks}, q.op, UNKNOWN)
@@ -447,70 +488,101 @@ def _fill_unknown(h: Hypothesis, puzzle: EquationPrompt) -> str:
     return "".join(out)
 
 
-_TRACE_CHARS = 7_500  # ~2,500 tokens at ~3 characters a token
-
-
-def derived_answer(derivation: Derivation, puzzle: EquationPrompt) -> str | None:
-    """The query's answer under the derivation's decoding, or None when the search leaves
-    a query symbol, the query operator or a result digit without a value or symbol."""
-    q = puzzle.query
-    digits = dict(derivation.mapping)
-    op = dict(derivation.ops).get(q.op)
-    if op is None or any(ch not in digits for ch in q.left + q.right):
-        return None
-    left = "".join(digits[ch] for ch in q.left)
-    right = "".join(digits[ch] for ch in q.right)
-    written = apply(op, left, right, SIGN, derivation.setting)
-    answer = encode(written, {d: s for s, d in digits.items()}, q.op, UNKNOWN)
-    return None if UNKNOWN in answer else answer
+# Over this many characters a derived trace is not kept complete. The real tokenizer
+# (competition.md) counts cryptarithm traces at 2.0-2.4 characters a token, so 14,000
+# characters stay under the 7,680-token budget with room to spare (dev max: 1.74).
+_TRACE_CHARS = 12_500
 
 
 def _derivation(
-    puzzle: EquationPrompt, prior: Prior, answer: str, setting: Setting
+    puzzle: EquationPrompt, prior: Prior, fits: tuple[Fit, ...], short: int = SHORT_LINES[0]
 ) -> Derivation | None:
-    """The trace's search when it reaches `answer` and fits the trace budget, else None.
-
-    When the solver's `setting` is not the first one the search would try, the search
-    must first exhaust another setting, which never fits the budget: it is skipped
-    (saving time only; the row keeps trace_complete=False).
-    """
-    settings = setting_order(prior, row_group(puzzle))
-    if next((s for s in settings if not sign_rule(puzzle, s)), None) != setting:
-        return None
+    """The trace's search over the examples (settings and operations in the prior's
+    order), told dead branches by the solver's complete fit list; None when too long."""
     joins = {lhs.op: o for lhs, _ in puzzle.examples if (o := joining_order(puzzle, lhs.op))}
-    derivation = derive(
+    return derive(
         puzzle,
-        settings,
+        setting_order(prior, row_group(puzzle)),
         functools.partial(operation_order, prior),
         joins,
+        fits,
+        short,
     )
-    if derivation is None or derived_answer(derivation, puzzle) != answer:
-        return None
-    query_op = dict(derivation.ops)[puzzle.query.op]
-    if len(render_derivation(derivation, puzzle, answer, query_op)) > _TRACE_CHARS:
-        return None
-    return derivation
+
+
+def guess_lines(rule: CryptarithmRule, puzzle: EquationPrompt) -> list[str]:
+    """One line per choice the examples leave to the prior: the query's operation when its
+    operator is unseen, a digit for a query symbol no example shows, a symbol for a
+    result digit no example decodes."""
+    q = puzzle.query
+    lines = []
+    if rule.guessed:
+        used = ", ".join(sorted({BY_NAME[name].kind for _, name in rule.operations})) or "none"
+        op = BY_NAME[rule.query_operation]
+        lines.append(
+            f"'{q.op}' never appears in the examples, so its operation is a guess: families "
+            f"used {used}; most likely for '{q.op}': {LABELS[op.name]} (a guess)."
+        )
+    decoded = {d for _, d in rule.mapping}
+    for symbol, digit in rule.assumed:
+        if symbol in q.left + q.right:
+            free = ", ".join(d for d in "0123456789" if d not in decoded)
+            lines.append(
+                f"{symbol} appears in no decoded example, so its digit is a guess among the "
+                f"unused {free}: take {digit} (a guess)."
+            )
+        else:
+            lines.append(
+                f"Digit {digit} has no decoded symbol; {symbol} is seen but never decoded, "
+                f"so write it with {symbol} (a guess)."
+            )
+    return lines
+
+
+def _render_derived(rule: CryptarithmRule, puzzle: EquationPrompt, answer: str) -> str:
+    return render_derivation(
+        rule.derivation,
+        puzzle,
+        answer,
+        BY_NAME[rule.query_operation],
+        rule.assumed,
+        guess_lines(rule, puzzle),
+    )
 
 
 def solve(
     puzzle: EquationPrompt, prior: Prior | None = None, limits: SearchLimits = DEFAULT_LIMITS
 ) -> Solution | Unsolved:
-    prior = prior or load_prior()
-    result = find_fits(puzzle, limits)
+    return solve_found(puzzle, find_fits(puzzle, limits), prior or load_prior())
+
+
+def solve_found(
+    puzzle: EquationPrompt, result: SearchResult, prior: Prior, trace: bool = True
+) -> Solution | Unsolved:
+    """`solve` given the search's result (`find_fits`); `trace=False` skips the traced
+    search (the answer is the same; the trace shows the decoding found, not derived)."""
     if not result.fits:
         if not result.complete:
             return Unsolved(f"search budget exceeded ({result.nodes} nodes) before any fit")
         return Unsolved(
             "no setting, operations and digit mapping of the table explain every example"
         )
+    # The traced search's decoding, found before weighing: its hypotheses are kept apart
+    # so the trace can give the chosen answer when this decoding gives it.
+    derivation = _derivation(puzzle, prior, result.fits) if trace and result.complete else None
     scores: dict[str, float] = defaultdict(float)
     best_of: dict[str, Hypothesis] = {}
+    traced: dict[str, Hypothesis] = {}
     count: dict[str, int] = defaultdict(int)
     for h in hypotheses(puzzle, result.fits, prior):
         scores[h.answer] += h.weight
         count[h.answer] += 1
         if h.answer not in best_of or h.weight > best_of[h.answer].weight:
             best_of[h.answer] = h
+        if (derivation is not None and h.fit is derivation.fit) and (
+            h.answer not in traced or h.weight > traced[h.answer].weight
+        ):
+            traced[h.answer] = h
     if not scores:  # e.g. the query shows more new symbols than there are free digits
         return Unsolved(f"{len(result.fits)} fits, but none can read the query {puzzle.query.text}")
     total = sum(scores.values()) or 1.0
@@ -522,7 +594,7 @@ def solve(
     }
     ranked = sorted(scores, key=lambda a: -expected[a])  # stable: first found wins ties
     answer = ranked[0]
-    chosen = best_of[answer]
+    chosen = traced.get(answer, best_of[answer])
     rule = CryptarithmRule(
         setting=chosen.fit.setting,
         operations=tuple((s, op.name) for s, op in chosen.fit.ops),
@@ -548,14 +620,19 @@ def solve(
     share = f"{len(ranked)} distinct answers from {len(result.fits)} fits; this one holds {rule.probability:.0%}"
     notes = (share, "trace shows the decoding found, not the search for it")
     # A joining query is derived at the symbol level; otherwise the trace derives the
-    # answer only when its step-by-step search reaches this same answer within budget.
+    # answer when its search's decoding gives this answer and the trace fits the budget.
     order = joining_order(puzzle, puzzle.query.op)
     complete = order is not None and answer == _join(puzzle.query, order)
-    if not complete and not rule.guessed:
-        derivation = _derivation(puzzle, prior, answer, rule.setting)
-        if derivation is not None:
-            rule = replace(rule, derivation=derivation)
-            complete = True
+    if not complete and answer in traced:
+        # dead branches shown in full within the most lines the budget affords (the
+        # decoding found is the same whatever the allowance)
+        for short in SHORT_LINES:
+            if short != SHORT_LINES[0]:
+                derivation = _derivation(puzzle, prior, result.fits, short)
+            derived = replace(rule, derivation=derivation)
+            if derivation and len(_render_derived(derived, puzzle, answer)) <= _TRACE_CHARS:
+                rule, complete = derived, True
+                break
     return Solution(
         puzzle,
         answer,
@@ -654,8 +731,7 @@ def render(solution: Solution) -> str:
     if order and solution.answer == _join(q, order):
         return _render_joining(solution, order)
     if rule.derivation is not None:
-        query_op = dict(rule.derivation.ops)[q.op]
-        return render_derivation(rule.derivation, puzzle, solution.answer, query_op)
+        return _render_derived(rule, puzzle, solution.answer)
     digits = dict(rule.mapping) | dict(rule.assumed)
     inverse = {d: s for s, d in digits.items()}
     ops = {symbol: BY_NAME[name] for symbol, name in rule.operations}
@@ -716,19 +792,30 @@ def render(solution: Solution) -> str:
 
 def generate(rng: random.Random, subtype: Literal["deduce", "guess"] = "deduce") -> Generated:
     """A numeric puzzle from `equation_numeric.generate` (the shared generator: same
-    settings, operations and operator symbols), written with a fresh digit->symbol mapping
-    onto 10 ALPHABET symbols that none of its operators uses.
+    settings, operations, operator symbols and example counts), written with a fresh
+    digit->symbol mapping onto 10 ALPHABET symbols that none of its operators uses.
+
+    Its operands are drawn again, uniformly among those that read 10..99 in the row's
+    setting (`written_operands`, as on dev), and every result recomputed from its rule.
 
     `rule` is (mapping digit -> symbol, the numeric generator's rule).
     """
     numeric = equation_numeric.generate(rng, subtype)
     plain = parse_equation_prompt(numeric.prompt)
+    setting = Setting(numeric.rule["setting"])
+    ops = {symbol: BY_NAME[name] for symbol, name in numeric.rule["operations"].items()}
+    pairs = written_operands(setting)
+
+    def draw(symbol: str) -> tuple[str, str]:
+        left, right = rng.choice(pairs)
+        return f"{left}{symbol}{right}", apply(ops[symbol], left, right, symbol, setting)
+
+    drawn = [draw(lhs.op) for lhs, _ in plain.examples]
+    query, answer = draw(plain.query.op)
     operators = {lhs.op for lhs, _ in plain.examples} | {plain.query.op}
     symbols = rng.sample([s for s in ALPHABET if s not in operators], 10)
     mapping = dict(zip("0123456789", symbols))
     table = str.maketrans(mapping)
-    examples = [(lhs.text.translate(table), rhs.translate(table)) for lhs, rhs in plain.examples]
-    prompt = format_equation_prompt(examples, plain.query.text.translate(table))
-    return Generated(
-        prompt, numeric.answer.translate(table), rule=(mapping, numeric.rule), subtype=subtype
-    )
+    examples = [(lhs.translate(table), rhs.translate(table)) for lhs, rhs in drawn]
+    prompt = format_equation_prompt(examples, query.translate(table))
+    return Generated(prompt, answer.translate(table), rule=(mapping, numeric.rule), subtype=subtype)

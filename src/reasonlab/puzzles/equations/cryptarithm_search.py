@@ -21,7 +21,14 @@ from collections import defaultdict
 from dataclasses import dataclass
 from functools import cache, lru_cache
 
-from reasonlab.puzzles.equations.ops import OPERATIONS, SETTINGS, Operation, Setting, apply
+from reasonlab.puzzles.equations.ops import (
+    OPERATIONS,
+    SETTINGS,
+    Operation,
+    Setting,
+    apply,
+    read_operands,
+)
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -30,8 +37,10 @@ __all__ = [
     "SearchLimits",
     "SearchResult",
     "encode",
+    "reads_two_digits",
     "search",
     "shape",
+    "written_operands",
 ]
 
 SIGN = "~"  # stands for the row's operator symbol inside an rhs (never a digit symbol)
@@ -85,16 +94,30 @@ def shape(text: str) -> tuple[int, ...]:
 
 
 @cache
+def written_operands(setting: Setting) -> tuple[tuple[str, str], ...]:
+    """Every written (left, right) operand pair whose operands as read run 10..99.
+
+    The generator draws the operands the operation sees from 10..99: of the 5,400
+    operands of dev's right-solved numeric rows, none reads with a leading 0 (the
+    written string may hold one: reversed `05` reads 50).
+    """
+    every = [f"{n:02d}" for n in range(100)]
+    return tuple((x, y) for x in every for y in every if reads_two_digits(x, y, setting))
+
+
+def reads_two_digits(left: str, right: str, setting: Setting) -> bool:
+    """Whether both operands as read (`read_operands`) run 10..99: no leading 0."""
+    a, b = read_operands(left, right, setting)
+    return a[0] != "0" and b[0] != "0"
+
+
+@cache
 def _index(op: Operation, setting: Setting) -> dict[tuple[int, ...], tuple[str, ...]]:
     """Every `LLRR rhs` digit string that (op, setting) writes, grouped by shape."""
     groups: dict[tuple[int, ...], list[str]] = defaultdict(list)
-    # Operands run 01..99: no dev row, numeric or decoded cryptarithm, shows a `00`.
-    for a in range(1, 100):
-        left = f"{a:02d}"
-        for b in range(1, 100):
-            right = f"{b:02d}"
-            text = left + right + _GAP + apply(op, left, right, SIGN, setting)
-            groups[shape(text)].append(text)
+    for left, right in written_operands(setting):
+        text = left + right + _GAP + apply(op, left, right, SIGN, setting)
+        groups[shape(text)].append(text)
     return {key: tuple(texts) for key, texts in groups.items()}
 
 

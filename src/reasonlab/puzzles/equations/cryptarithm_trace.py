@@ -11,38 +11,44 @@ and records it so the trace can show it line by line:
    fewest new symbols, then prompt order). Operators that only join their operands'
    symbols are read at the symbol level and never searched.
 3. An operator met for the first time tries operations in the prior's order for the
-   setting; one that cannot write a result of that length (and sign) is skipped with
-   that reason, and a concatenation must copy the operand symbols.
+   setting, each first checked on ALL its examples at the symbol level: a length (and
+   sign place) the operation never writes for operands 10..99, a concatenation that
+   would copy other symbols, or 3-digit sums whose leading symbols differ (a sum of two
+   operands 10..99 is under 200, so its hundreds digit is 1: a surviving addition pins
+   that symbol to 1 at once).
 4. Operand symbols not yet decoded take digits in the order a units, b units, a tens,
-   b tens, each trying 0..9 upward and skipping used digits. For + and * families the
-   units digit is checked as soon as both units are known; when all four are known the
-   result is computed, written in the setting, and compared symbol by symbol (a result
-   symbol not yet decoded takes its digit if that digit is free); when a's units and the
-   result's units are decoded, b's units are solved from the units digit in one line.
-   A failure tries the next digit; an example no digit fits sends the search back.
-   Both tens decoded before the units: the result's length range is checked first.
+   b tens (as the setting reads them), each trying digits upward and skipping used ones;
+   tens digits start at 1 (operands run 10..99, `cryptarithm_search.written_operands`).
+   For the +, * and - families the units digit is checked as soon as both units are
+   known (for |a-b| either order), and b's units is solved in one line from a's units
+   and the result's units (decoded, or b's units symbol itself); for a - b and b - a the
+   result's sign bounds the second tens digit by the first; an operand tens symbol
+   already decoded as 0 ends the example at once; when all four are known the result is
+   computed, written in
+   the setting and compared symbol by symbol (a result symbol not yet decoded takes its
+   digit if that digit is free). A failure tries the next digit; an example no digit
+   fits sends the search back.
 
-The first complete assignment is the trace's decoding. The trace shows its path and
-every alternative tried at each choice on it (one line: its own check's reason, its few
-steps in full, or '-> no fit further on' when it passed its check and everything after
-it failed). Every line is a `Step` holding the values it states, so tests recompute
-them. `derive` gives up (None) past `max_steps` search steps (time), and the caller
-drops traces over its length budget: on dev ~1 in 7 right deduce answers gets one; the
-rest meet a wrong operation or setting first whose failure is a long search.
+The first complete assignment is the trace's decoding. Which branches lead anywhere is
+known without searching them: the solver's fit list is complete (`find_fits`), so a
+choice no fit extends fails. Such a choice is explored only while its lines stay few
+(`SHORT_LINES`: the caller takes the most its budget affords; then shown in full, every
+check visible); otherwise it is cut to its own line, marked '-> no fit further on'. A
+wrong setting shows its first example's operations, each with its reason or its mark.
+Every line is a `Step` holding the values it states, so tests recompute them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 from reasonlab.puzzles.base import boxed
-from reasonlab.puzzles.equations.cryptarithm_search import SIGN
+from reasonlab.puzzles.equations.cryptarithm_search import SIGN, Fit, written_operands
 from reasonlab.puzzles.equations.numeric_trace import LABELS
 from reasonlab.puzzles.equations.ops import (
-    SETTINGS,
     Operation,
     Setting,
     apply,
@@ -51,22 +57,29 @@ from reasonlab.puzzles.equations.ops import (
 from reasonlab.puzzles.equations.prompt import EquationPrompt, Expression
 
 __all__ = [
+    "SHORT_LINES",
     "Derivation",
     "Step",
     "derive",
+    "leading_symbol",
     "possible_lengths",
     "render_derivation",
     "sign_rule",
+    "units_options",
+    "units_symbol",
 ]
 
-_MAX_STEPS = 2_000  # search steps explored (shown or not): bounds the time a row takes
-_SHORT = 3  # a failed alternative with at most this many steps below it is shown in full
+_MAX_LINES = 1_500  # lines a derivation may log (shown ones and cut branches' first lines)
+# A choice nothing fits below is shown in full when its lines stay within this many
+# (the caller tries the largest that keeps the trace within budget).
+SHORT_LINES = (12, 6, 3)
 _SETTING_WORDS = {
     "normal": "normal: a = left operand, b = right operand, result written as computed",
     "reversed": "reversed: a, b = operands read backwards, result digits written backwards",
     "mirrored": "mirrored: a = right operand backwards, b = left operand backwards, "
     "whole signed result written backwards",
 }
+_SUM_BOUND = {-1: 197, 0: 198, 1: 199}  # the largest a + b + offset for operands 10..99
 
 
 @dataclass(frozen=True)
@@ -75,9 +88,17 @@ class Step:
 
     setting:  setting tried (`text` holds a reason when it is ruled out)
     example:  `lhs`, `rhs` entered (at `depth`)
-    skip:     `op` rejected for `lhs` by `text` (length / symbol copy)
+    skip:     `op` rejected for `lhs.op` by `text`, found on example `other` ('' when it
+              is the one entered, `lhs`, `rhs`)
     try:      `op` chosen for `lhs.op`, its examples now searched with it
-    units:    `assigned` digits; units digit `value` of the op on the units; `ok`, `text`
+    pin:      `assigned` fixed by the rule in `text` (a 3-digit sum's hundreds digit is 1)
+    zero:     `lhs` reads an operand tens digit 0 (`assigned`: that symbol), never written
+    units:    `assigned` digits; units digits `a`, `b`; `value` the possible result units
+              ("7" or "3 or 7"), `negative` whether the result carries a sign; `ok`, `text`
+    solve:    b's units symbol `b` for units `a` and result units `value`: `written` digits
+    order:    a - b or b - a: the tens symbol `b` is `text` ('<=' / '>=') the other operand's
+              tens digit `a`, as the result's sign (`negative`) orders them: `written` digits
+    range:    `a`, `b` operand ranges from decoded tens; `value` the results; never len(rhs)
     check:    `assigned`; a, b as read (`a`, `b`), `value` computed, `written`; `ok`, `text`
     back:     `lhs` has no fitting digits under the choices above
     """
@@ -93,6 +114,8 @@ class Step:
     b: str = ""
     value: int | str = ""
     written: str = ""  # in digits, the operator symbol as the minus sign
+    negative: bool = False
+    other: str = ""  # skip: the example `text` is about, when not the one entered
     ok: bool = False
     text: str = ""
     parent: int = -1  # index of the choice this step was taken under (-1: none)
@@ -102,40 +125,43 @@ class Step:
 class Derivation:
     """The search as shown and what it found.
 
-    A failed alternative beside the path is one line: its own check's reason, or (when
-    that check passed and the failure came deeper) 'fails further on' - the search did
-    explore it (`searched` counts every step), the trace states only the outcome.
+    A choice beside the path that nothing fits below is either shown in full (few lines)
+    or cut to its own line (`failed_later`): the trace states only that it fails further
+    on, which the solver's complete fit list guarantees.
     """
 
     steps: tuple[Step, ...]  # the lines shown: the path found and the alternatives beside it
     failed_later: tuple[bool, ...]  # per shown step: passed its own check, failed deeper
-    searched: int  # steps the whole search took (failed branches included)
     setting: Setting
     ops: tuple[tuple[str, Operation], ...]  # operator symbol -> operation, searched ones
     joins: tuple[tuple[str, str], ...]  # operator symbol -> 'left+right' / 'right+left'
     mapping: tuple[tuple[str, str], ...]  # (symbol, digit) sorted by digit
+    fit: Fit  # the solver's fit this decoding is
+
+
+class _Cut(Exception):
+    """A branch nothing fits below passed its line allowance: it is shown as one line."""
 
 
 class _Budget(Exception):
-    """The search passed `max_steps` lines: too long to show."""
+    """The derivation passed `_MAX_LINES` lines: too long to show."""
 
 
 def _label(op: Operation) -> str:
     return LABELS.get(op.name, op.formula)
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 @cache
 def possible_lengths(op: Operation, setting: Setting) -> frozenset[tuple[int, int]]:
-    """(result length, sign position or -1) pairs `op` writes for operands 01..99."""
+    """(result length, sign position or -1) pairs `op` writes for operands 10..99."""
     out = set()
-    for a in range(1, 100):
-        for b in range(1, 100):
-            value = op(f"{a:02d}", f"{b:02d}")
-            if isinstance(value, str) or value >= 0:  # a concatenation keeps its 4 digits
-                out.add((len(str(value)), -1))
-            else:  # the minus is written first, or last when mirrored
-                size = len(str(value))
-                out.add((size, size - 1 if setting.name == "mirrored" else 0))
+    for left, right in written_operands(setting):
+        written = apply(op, left, right, SIGN, setting)
+        out.add((len(written), written.find(SIGN)))
     return frozenset(out)
 
 
@@ -145,14 +171,65 @@ def _copies(op: Operation, lhs: Expression, setting: Setting) -> str:
     return apply(op, "12", "34", SIGN, setting).translate(table)
 
 
-def _units_symbol(rhs: str, setting: Setting) -> str:
-    """Where a non-negative result's units digit is written."""
-    return rhs[-1] if setting.name == "normal" else rhs[0]
+def units_symbol(rhs: str, setting: Setting, negative: bool) -> str:
+    """Where a result's units digit is written (after the sign when reversed)."""
+    if setting.name == "normal":
+        return rhs[-1]
+    return rhs[1] if negative and setting.name == "reversed" else rhs[0]
 
 
-def _units(op: Operation, x: int, y: int) -> int:
-    base = x + y if op.kind == "add" else x * y
-    return (base + op.offset) % 10
+def leading_symbol(rhs: str, setting: Setting) -> str:
+    """Where a non-negative result's most significant digit is written."""
+    return rhs[0] if setting.name == "normal" else rhs[-1]
+
+
+def units_options(op: Operation, x: int, y: int, negative: bool) -> tuple[int, ...] | None:
+    """The units digits the result's magnitude can end in when a ends in x and b in y and
+    the result is `negative` or not (None: the family has no units rule). |a-b| may
+    subtract either way; -|a-b| without a sign is 0, so a and b end alike."""
+    if op.kind in ("add", "mul"):
+        base = x + y if op.kind == "add" else x * y
+        return () if negative else ((base + op.offset) % 10,)
+    if op.name in ("sub", "rsub"):
+        first, second = (x, y) if (op.name == "sub") != negative else (y, x)
+        return ((first - second) % 10,)
+    if op.name == "negabsdiff" and not negative:
+        return (0,) if x == y else ()
+    if op.name in ("absdiff", "negabsdiff"):
+        both = tuple(dict.fromkeys(((x - y) % 10, (y - x) % 10)))
+        return () if negative and op.name == "absdiff" else both
+    return None
+
+
+def _units_text(op: Operation, x: int, y: int, negative: bool) -> str:
+    """The units arithmetic as a line writes it: `7+5`, `7*5-1`, a borrow as `13-7`."""
+    if op.kind in ("add", "mul"):
+        offset = f"{op.offset:+d}" if op.offset else ""
+        return f"{x}{'+' if op.kind == 'add' else '*'}{y}{offset}"
+
+    def minus(p: int, q: int) -> str:
+        return f"{p + 10 if p < q else p}-{q}"
+
+    if op.name in ("sub", "rsub"):
+        first, second = (x, y) if (op.name == "sub") != negative else (y, x)
+        return minus(first, second)
+    one, other = minus(x, y), minus(y, x)
+    return one if one == other or not negative and op.name == "negabsdiff" else f"{one} or {other}"
+
+
+def _units_pattern(op: Operation, x: str, symbol: str, negative: bool) -> str:
+    """The units arithmetic with b's units still a symbol: `7+#`, `#-7`, `7-# or #-7`."""
+    if op.kind in ("add", "mul"):
+        offset = f"{op.offset:+d}" if op.offset else ""
+        return f"{x}{'+' if op.kind == 'add' else '*'}{symbol}{offset}"
+    if op.name in ("sub", "rsub"):
+        first, second = (x, symbol) if (op.name == "sub") != negative else (symbol, x)
+        return f"{first}-{second}"
+    return f"{x}-{symbol} or {symbol}-{x}"
+
+
+def _options_text(options: Sequence[int]) -> str:
+    return " or ".join(map(str, options))
 
 
 def sign_rule(puzzle: EquationPrompt, setting: Setting) -> str:
@@ -165,6 +242,26 @@ def sign_rule(puzzle: EquationPrompt, setting: Setting) -> str:
     return ""
 
 
+class _Oracle:
+    """Whether some fit of the solver's complete list extends a partial decoding."""
+
+    def __init__(self, fits: Sequence[Fit]) -> None:
+        # per setting, in fit order: (fit, its (symbol, operation) and (symbol, digit) pairs)
+        self.fits: dict[Setting, list[tuple[Fit, frozenset, frozenset]]] = {}
+        for fit in fits:
+            pairs = (fit, frozenset(fit.ops), frozenset(fit.mapping))
+            self.fits.setdefault(fit.setting, []).append(pairs)
+
+    def find(
+        self, setting: Setting, chosen: dict[str, Operation], mapping: dict[str, str]
+    ) -> Fit | None:
+        ops, digits = chosen.items(), mapping.items()  # set-like views: `<=` is inclusion
+        for fit, fit_ops, fit_digits in self.fits.get(setting, ()):
+            if ops <= fit_ops and digits <= fit_digits:
+                return fit
+        return None
+
+
 class _Search:
     """One depth-first search over settings, examples, operations and digits."""
 
@@ -173,11 +270,13 @@ class _Search:
         puzzle: EquationPrompt,
         examples: list[tuple[Expression, str]],
         op_order: Callable[[Setting], tuple[Operation, ...]],
-        max_steps: int,
+        oracle: _Oracle,
+        max_lines: int,
+        short: int,
     ) -> None:
         self.puzzle, self.examples, self.op_order = puzzle, examples, op_order
-        self.max_steps = max_steps
-        # (kind, depth, parent, fields) per step; a `Step` is built only for shown lines
+        self.oracle, self.max_lines, self.short = oracle, max_lines, short
+        # (kind, depth, parent, fields) per step; a `Step` is built at the end
         self.steps: list[tuple[str, int, int, dict[str, Any]]] = []
         self.mapping: dict[str, str] = {}
         self.chosen: dict[str, Operation] = {}
@@ -185,26 +284,47 @@ class _Search:
         self.before: dict[int, frozenset[str]] = {}  # example index -> symbols decoded on entry
         self.orders: dict[tuple[int, str], list[str]] = {}  # `_order` per example, setting
         self.stack: list[int] = []  # the choices (step indices) the search stands on
-        self.choices: set[int] = set()  # every step the search went deeper from
-        self.path: frozenset[int] = frozenset()  # the choices of the decoding found
-        self.setting: Setting = SETTINGS[0]
+        self.cut: set[int] = set()  # choices shown as one line: nothing fits below them
+        self.limit: int | None = None  # while exploring a dead choice: the lines it may log
+        self.setting: Setting = Setting("normal")
 
     def log(self, kind: str, depth: int = 0, **fields: Any) -> int:
         """Record a step under the current choice; its index."""
-        if len(self.steps) >= self.max_steps:
+        if self.limit is not None and len(self.steps) >= self.limit:
+            raise _Cut
+        if len(self.steps) >= self.max_lines:
             raise _Budget
         parent = self.stack[-1] if self.stack else -1
         self.steps.append((kind, depth, parent, fields))
         return len(self.steps) - 1
 
-    def under(self, index: int, go: Callable[[], bool]) -> bool:
-        """Run `go` with step `index` as the current choice."""
+    def under(self, index: int, go: Callable[[], bool], shallow: bool = False) -> bool:
+        """Run `go` with step `index` as the current choice. A choice no fit extends is
+        explored only within `self.short` lines (`shallow`: settings and examples, whose
+        operations are listed one by one instead)."""
         self.stack.append(index)
-        self.choices.add(index)
         try:
-            return go()
+            if shallow or self.limit is not None:
+                return go()
+            if self.oracle.find(self.setting, self.chosen, self.mapping) is not None:
+                return go()
+            return self._dead(index, go)
         finally:
             self.stack.pop()
+
+    def _dead(self, index: int, go: Callable[[], bool]) -> bool:
+        saved = (len(self.steps), dict(self.mapping), dict(self.chosen), list(self.done))
+        self.limit = len(self.steps) + self.short
+        try:
+            if go():
+                raise RuntimeError("the traced search found a decoding the solver's did not")
+        except _Cut:
+            del self.steps[saved[0] :]
+            self.mapping, self.chosen, self.done = saved[1], saved[2], saved[3]
+            self.cut.add(index)
+        finally:
+            self.limit = None
+        return False
 
     def run(self, settings: tuple[Setting, ...]) -> bool:
         for setting in settings:
@@ -213,7 +333,7 @@ class _Search:
             if reason:
                 continue
             self.setting = setting
-            if self.under(index, lambda: self.example(0)):
+            if self.under(index, lambda: self.example(0), shallow=True):
                 return True
         return False
 
@@ -230,14 +350,13 @@ class _Search:
 
     def example(self, depth: int) -> bool:
         if len(self.done) == len(self.examples):
-            self.path = frozenset(self.stack)
             return True
         i = self._next()
         lhs, rhs = self.examples[i]
         self.done.append(i)
         self.before[id(lhs)] = frozenset(self.mapping)
         index = self.log("example", depth, lhs=lhs, rhs=rhs)
-        if self.under(index, lambda: self.operations(depth, lhs, rhs)):
+        if self.under(index, lambda: self.operations(depth, lhs, rhs), shallow=True):
             return True
         self.log("back", depth, lhs=lhs)
         self.done.pop()
@@ -246,30 +365,82 @@ class _Search:
     def operations(self, depth: int, lhs: Expression, rhs: str) -> bool:
         """The operator's operation (fixed, or each candidate in order), then digits."""
         fixed = self.chosen.get(lhs.op)
-        candidates = (fixed,) if fixed else self.op_order(self.setting)
-        for op in candidates:
-            if fixed is None:
-                reason = self._skip(op, lhs, rhs)
-                if reason:
-                    self.log("skip", depth, lhs=lhs, op=op, text=reason)
-                    continue
-                index = self.log("try", depth, lhs=lhs, op=op)
-                self.chosen[lhs.op] = op
-                if self.under(index, lambda op=op: self.digits(depth, lhs, rhs, op, 0)):
-                    return True
-                del self.chosen[lhs.op]
-            elif self.digits(depth, lhs, rhs, op, 0):
+        if fixed is not None:
+            return self.digits(depth, lhs, rhs, fixed, 0)
+        for op in self.op_order(self.setting):
+            reason, where = self._skip(op, lhs, rhs)
+            if reason:
+                other = "" if where[0] is lhs else f"{where[0].text} = {where[1]}"
+                self.log("skip", depth, lhs=lhs, rhs=rhs, op=op, text=reason, other=other)
+                continue
+            index = self.log("try", depth, lhs=lhs, op=op)
+            self.chosen[lhs.op] = op
+            if self.under(index, lambda op=op: self.pinned(depth, lhs, rhs, op)):
                 return True
+            del self.chosen[lhs.op]
         return False
 
-    def _skip(self, op: Operation, lhs: Expression, rhs: str) -> str:
-        if op.kind == "cat":
-            copy = _copies(op, lhs, self.setting)
-            return "" if copy == rhs else f"would copy the operand symbols as {copy}"
-        sign = rhs.find(lhs.op) if lhs.op in rhs else -1
-        if (len(rhs), sign) not in possible_lengths(op, self.setting):
-            return f"never writes {len(rhs)} symbols" + (" with that sign" if sign >= 0 else "")
-        return ""
+    def _shown(self, symbol: str) -> list[tuple[Expression, str]]:
+        return [(lhs, rhs) for lhs, rhs in self.examples if lhs.op == symbol]
+
+    def _skip(self, op: Operation, lhs: Expression, rhs: str) -> tuple[str, tuple[Expression, str]]:
+        """Why `op` cannot be `lhs.op` on some example of that operator, and which one."""
+        ordered = [(lhs, rhs)] + [e for e in self._shown(lhs.op) if e[0] is not lhs]
+        for other, result in ordered:
+            if op.kind == "cat":
+                copy = _copies(op, other, self.setting)
+                if copy != result:
+                    return f"would copy the operand symbols as {copy}", (other, result)
+                continue
+            sign = result.find(lhs.op)
+            if (len(result), sign) not in possible_lengths(op, self.setting):
+                with_sign = " with that sign" if sign >= 0 else ""
+                return f"never writes {_count(len(result), 'symbol')}{with_sign}", (other, result)
+        if op.kind == "add":
+            leads = self._hundreds(lhs.op)
+            if len(set(leads)) > 1:
+                return "sums are under 200, but the 3-digit results start differently", (
+                    lhs,
+                    rhs,
+                )
+            if leads and self.mapping.get(leads[0], "1") != "1":
+                return f"a 3-digit sum starts with 1, but {leads[0]} is {self.mapping[leads[0]]}", (
+                    lhs,
+                    rhs,
+                )
+            owner = {d: s for s, d in self.mapping.items()}.get("1")
+            if leads and owner not in (None, leads[0]):
+                return f"a 3-digit sum starts with 1, but {owner} is 1", (lhs, rhs)
+        return "", (lhs, rhs)
+
+    def _hundreds(self, symbol: str) -> list[str]:
+        """The leading symbols of an operator's 3-digit (non-negative) results."""
+        return [
+            leading_symbol(rhs, self.setting)
+            for _, rhs in self._shown(symbol)
+            if len(rhs) == 3 and symbol not in rhs
+        ]
+
+    def pinned(self, depth: int, lhs: Expression, rhs: str, op: Operation) -> bool:
+        """An addition with a 3-digit result fixes its hundreds symbol at 1, then digits."""
+        leads = self._hundreds(lhs.op) if op.kind == "add" else []
+        if not leads or leads[0] in self.mapping:
+            return self.digits(depth, lhs, rhs, op, 0)
+        symbol = leads[0]
+        self.mapping[symbol] = "1"
+        index = self.log(
+            "pin",
+            depth,
+            lhs=lhs,
+            op=op,
+            assigned=((symbol, "1"),),
+            value=_SUM_BOUND[op.offset],
+            text=f"{_label(op)} is at most {_SUM_BOUND[op.offset]}",
+        )
+        if self.under(index, lambda: self.digits(depth, lhs, rhs, op, 0)):
+            return True
+        del self.mapping[symbol]
+        return False
 
     def _order(self, lhs: Expression) -> list[str]:
         key = (id(lhs), self.setting.name)
@@ -278,19 +449,79 @@ class _Search:
             self.orders[key] = list(dict.fromkeys([a[1], b[1], a[0], b[0]]))
         return self.orders[key]
 
+    def _tens(self, lhs: Expression) -> set[str]:
+        a, b = read_operands(lhs.left, lhs.right, self.setting)
+        return {a[0], b[0]}
+
     def digits(self, depth: int, lhs: Expression, rhs: str, op: Operation, k: int) -> bool:
         order = self._order(lhs)
-        if k == 0 and self.range_fail(depth, lhs, rhs, op):
+        if k == 0 and (self.zero_fail(depth, lhs) or self.range_fail(depth, lhs, rhs, op)):
             return False
         while k < len(order) and order[k] in self.mapping:
             k += 1
         if k == len(order):
             return self.check(depth, lhs, rhs, op)
         symbol = order[k]
+        first = "1" if symbol in self._tens(lhs) else "0"  # operands run 10..99
+        choices = "0123456789"[int(first) :]
         if self._solvable(lhs, rhs, op, symbol):
-            index, choices = self.solved_units(depth, lhs, rhs, op, symbol)
+            index, choices = self.solved_units(depth, lhs, rhs, op, symbol, choices)
             return self.under(index, lambda: self.assign(depth, lhs, rhs, op, k, choices))
-        return self.assign(depth, lhs, rhs, op, k, "0123456789")
+        bound = self._ordered(lhs, rhs, op, symbol)
+        if bound is not None:
+            index, choices = self.ordered(depth, lhs, rhs, op, k, choices, bound)
+            return self.under(index, lambda: self.assign(depth, lhs, rhs, op, k, choices))
+        return self.assign(depth, lhs, rhs, op, k, choices)
+
+    def _ordered(self, lhs: Expression, rhs: str, op: Operation, symbol: str) -> str | None:
+        """For a - b and b - a, whose sign says which operand is larger: when `symbol` is
+        one operand's tens and the other's is decoded, '<=' or '>=' that tens digit."""
+        if op.name not in ("sub", "rsub"):
+            return None
+        a, b = read_operands(lhs.left, lhs.right, self.setting)
+        other = {a[0]: b[0], b[0]: a[0]}.get(symbol) if a[0] != b[0] else None
+        if other is None or other not in self.mapping:
+            return None
+        # the larger operand: a - b >= 0 and b - a < 0 mean a >= b
+        a_larger = (op.name == "sub") != (lhs.op in rhs)
+        return ">=" if (symbol == a[0]) == a_larger else "<="
+
+    def ordered(
+        self,
+        depth: int,
+        lhs: Expression,
+        rhs: str,
+        op: Operation,
+        k: int,
+        choices: str,
+        bound: str,
+    ) -> tuple[int, str]:
+        """The tens digits the result's sign allows, logged as one line: (index, digits)."""
+        order = self._order(lhs)
+        symbol = order[k]
+        a, b = read_operands(lhs.left, lhs.right, self.setting)
+        other = int(self.mapping[b[0] if symbol == a[0] else a[0]])
+        used = set(self.mapping.values())
+        fits = "".join(
+            d
+            for d in choices
+            if d not in used and (int(d) >= other if bound == ">=" else int(d) <= other)
+        )
+        before = self.before[id(lhs)]
+        index = self.log(
+            "order",
+            depth,
+            lhs=lhs,
+            rhs=rhs,
+            op=op,
+            assigned=tuple((s, self.mapping[s]) for s in order[:k] if s not in before),
+            a=str(other),
+            b=symbol,
+            written=fits,
+            negative=lhs.op in rhs,
+            text=bound,
+        )
+        return index, fits
 
     def assign(
         self, depth: int, lhs: Expression, rhs: str, op: Operation, k: int, choices: str
@@ -320,6 +551,13 @@ class _Search:
         upto = order.index(symbol) + 1
         return tuple((s, self.mapping[s]) for s in order[:upto] if s not in before)
 
+    def zero_fail(self, depth: int, lhs: Expression) -> bool:
+        """An operand's tens symbol already decoded as 0: operands run 10..99 (logged)."""
+        zero = [s for s in self._order(lhs) if s in self._tens(lhs) and self.mapping.get(s) == "0"]
+        if zero:
+            self.log("zero", depth, lhs=lhs, assigned=((zero[0], "0"),))
+        return bool(zero)
+
     def range_fail(self, depth: int, lhs: Expression, rhs: str, op: Operation) -> bool:
         """Both tens decoded before the units (+ and * families): can the result have the
         example's length at all? Checked once, on entering the example (logged)."""
@@ -328,8 +566,7 @@ class _Search:
             return False
         if a[1] in self.mapping and b[1] in self.mapping:
             return False  # nothing to assign: the full check decides at once
-        # the smallest operand with tens t is t0, or 01 for t = 0 (00 is never written)
-        x, y = (f"{self.mapping[t]}0".replace("00", "01") for t in (a[0], b[0]))
+        x, y = (f"{self.mapping[t]}0" for t in (a[0], b[0]))
         low, high = op(x, y), op(f"{x[0]}9", f"{y[0]}9")
         ok = len(str(low)) <= len(rhs) <= len(str(high))
         if not ok:
@@ -342,32 +579,39 @@ class _Search:
                 a=f"{x}..{x[0]}9",
                 b=f"{y}..{y[0]}9",
                 value=f"{low}..{high}",
-                text=f"never {len(rhs)} digits",
+                text=f"never {_count(len(rhs), 'digit')}",
             )
         return not ok
 
     def _solvable(self, lhs: Expression, rhs: str, op: Operation, symbol: str) -> bool:
         """Is `symbol` b's units, with a's units and the result's units already decoded?"""
         a, b = read_operands(lhs.left, lhs.right, self.setting)
-        at = _units_symbol(rhs, self.setting)
+        negative = lhs.op in rhs
+        at = units_symbol(rhs, self.setting, negative)
         return (
-            op.kind in ("add", "mul")
+            units_options(op, 0, 0, negative) is not None
             and symbol == b[1] != a[1]
             and a[1] in self.mapping
-            and at != symbol
-            and (at in self.before[id(lhs)] or at == a[1])
+            and (at in self.mapping or at == symbol)  # never a tens symbol still open
         )
 
     def solved_units(
-        self, depth: int, lhs: Expression, rhs: str, op: Operation, symbol: str
+        self, depth: int, lhs: Expression, rhs: str, op: Operation, symbol: str, choices: str
     ) -> tuple[int, str]:
-        """b's units digits that give the known result units (+ and * families), logged as
-        one line: (its index, the digits)."""
+        """b's units digits that give the known result units, logged as one line: (its
+        index, the digits)."""
         a, _ = read_operands(lhs.left, lhs.right, self.setting)
-        at = _units_symbol(rhs, self.setting)
-        x, target = int(self.mapping[a[1]]), int(self.mapping[at])
+        negative = lhs.op in rhs
+        at = units_symbol(rhs, self.setting, negative)
+        x = int(self.mapping[a[1]])
+        target = symbol if at == symbol else self.mapping[at]  # b's units may be the result's
         used = set(self.mapping.values())
-        fits = "".join(d for d in "0123456789" if d not in used and _units(op, x, int(d)) == target)
+        fits = "".join(
+            d
+            for d in choices
+            if d not in used
+            and int(d if at == symbol else target) in (units_options(op, x, int(d), negative) or ())
+        )
         index = self.log(
             "solve",
             depth,
@@ -379,33 +623,38 @@ class _Search:
             b=symbol,
             value=target,
             written=fits,
+            negative=negative,
         )
         return index, fits
 
     def units(
         self, depth: int, lhs: Expression, rhs: str, op: Operation, symbol: str
     ) -> int | None:
-        """The units check for + and * families once both units are known: the index of
-        its logged step, or None when there is none to make."""
-        if op.kind not in ("add", "mul"):
-            return None
+        """The units check once both units are known: the index of its logged step, or
+        None when there is none to make."""
         a, b = read_operands(lhs.left, lhs.right, self.setting)
+        negative = lhs.op in rhs
+        if units_options(op, 0, 0, negative) is None:
+            return None
         if symbol not in (a[1], b[1]) or a[1] not in self.mapping or b[1] not in self.mapping:
             return None
         if self._solvable(lhs, rhs, op, symbol):
             return None  # `solved_units` already chose b's units to fit
         x, y = int(self.mapping[a[1]]), int(self.mapping[b[1]])
-        value = _units(op, x, y)
-        at = _units_symbol(rhs, self.setting)
-        owner = {d: s for s, d in self.mapping.items()}.get(str(value))
-        if at in self.mapping:
-            ok = self.mapping[at] == str(value)
+        options = units_options(op, x, y, negative) or ()
+        at = units_symbol(rhs, self.setting, negative)
+        owners = {d: s for s, d in self.mapping.items()}
+        if not options:  # only an unsigned -|a-b| (0) has none: a and b end alike
+            ok, why = False, f"{_label(op)} without a sign is 0, so a and b end alike"
+        elif at in self.mapping:
+            ok = int(self.mapping[at]) in options
             why = "" if ok else f"{at} is {self.mapping[at]}"
         elif at in self._order(lhs):
             ok, why = True, ""  # an operand symbol still open: the full check decides
         else:
-            ok = owner is None
-            why = "" if ok else f"{at} would be {value}, taken by {owner}"
+            taken = [f"{v} is {owners[str(v)]}" for v in options if str(v) in owners]
+            ok = len(taken) < len(options)
+            why = "" if ok else f"{at} would be {_options_text(options)}, but " + ", ".join(taken)
         return self.log(
             "units",
             depth,
@@ -415,7 +664,8 @@ class _Search:
             assigned=self._new(lhs, symbol),
             a=str(x),
             b=str(y),
-            value=value,
+            value=_options_text(options),
+            negative=negative,
             ok=ok,
             text=why,
         )
@@ -427,9 +677,6 @@ class _Search:
         order = self._order(lhs)
         assigned = self._new(lhs, order[-1])
         base = {"lhs": lhs, "rhs": rhs, "op": op, "assigned": assigned, "a": a, "b": b}
-        if "00" in (left, right):
-            self.log("check", depth, text="operand 00 is never written", **base)
-            return False
         value = op(a, b)
         written = apply(op, left, right, SIGN, self.setting)
         fresh: list[str] = []
@@ -453,7 +700,7 @@ class _Search:
         """'' when `written` (digits, SIGN) spells `target` (symbols, SIGN), adding the
         result symbols it decodes to `fresh`/mapping; else why not."""
         if len(written) != len(target):
-            return f"{len(written)} digits, not {len(target)}"
+            return f"{_count(len(written), 'digit')}, not {len(target)}"
         for digit, symbol in zip(written, target):
             if (digit == SIGN) != (symbol == SIGN):
                 return "the sign does not match"
@@ -476,41 +723,35 @@ def derive(
     settings: tuple[Setting, ...],
     op_order: Callable[[Setting], tuple[Operation, ...]],
     joins: dict[str, str],
-    max_steps: int = _MAX_STEPS,
+    fits: Sequence[Fit],
+    short: int = SHORT_LINES[-1],
+    max_lines: int = _MAX_LINES,
 ) -> Derivation | None:
-    """The first decoding the search finds, with its log; None past `max_steps` lines or
-    when nothing fits. `joins` are the operators that only join symbols (not searched)."""
+    """The first decoding the search finds, with its log; None past `max_lines` lines or
+    when nothing fits. `fits` is the solver's complete fit list (`find_fits`), which tells
+    dead branches apart; a dead choice is shown in full within `short` lines; `joins`
+    are the operators that only join symbols (not searched)."""
     examples = [(lhs, rhs) for lhs, rhs in puzzle.examples if lhs.op not in joins]
-    search = _Search(puzzle, examples, op_order, max_steps)
+    oracle = _Oracle(fits)
+    search = _Search(puzzle, examples, op_order, oracle, max_lines, short)
     try:
         found = search.run(settings)
     except _Budget:
         return None
     if not found:
         return None
-    pairs = tuple(sorted(search.mapping.items(), key=lambda item: item[1]))
+    fit = oracle.find(search.setting, search.chosen, search.mapping)
+    if fit is None:
+        raise RuntimeError("the traced decoding is not among the solver's fits")
     raw = search.steps
-    # Shown: the decoding's path and every alternative tried at a choice on it, one line
-    # each; a failed alternative whose whole search is short is shown in full.
-    size = [1] * len(raw)
-    for i in range(len(raw) - 1, -1, -1):
-        if raw[i][2] >= 0:
-            size[raw[i][2]] += size[i]
-    failed = search.choices - search.path
-    expanded = {i for i in failed if size[i] - 1 <= _SHORT}
-    visible: set[int] = set()
-    for i, (_, _, parent, _) in enumerate(raw):  # parents come before children
-        if parent < 0 or parent in search.path or (parent in expanded and parent in visible):
-            visible.add(i)
-    shown = sorted(visible)
     return Derivation(
-        tuple(Step(raw[i][0], raw[i][1], parent=raw[i][2], **raw[i][3]) for i in shown),
-        tuple(i in failed and i not in expanded for i in shown),
-        len(search.steps),
+        tuple(Step(kind, depth, parent=parent, **fields) for kind, depth, parent, fields in raw),
+        tuple(i in search.cut for i in range(len(raw))),
         search.setting,
         tuple(search.chosen.items()),
         tuple(joins.items()),
-        pairs,
+        tuple(sorted(search.mapping.items(), key=lambda item: item[1])),
+        fit,
     )
 
 
@@ -521,53 +762,93 @@ def _taken(assigned: tuple[tuple[str, str], ...]) -> str:
     return " ".join(f"{s}={d}" for s, d in assigned) or "all known"
 
 
-def _units_sum(step: Step) -> str:
-    """The units-digit expression of a units step: `a+b`, `a*b`, with the offset if any."""
-    sign = "+" if step.op.kind == "add" else "*"
-    offset = f"{step.op.offset:+d}" if step.op.offset else ""
-    return f"{step.a}{sign}{step.b}{offset}"
-
-
 def _line(step: Step) -> str:
     pad = "  " * step.depth
     if step.kind == "setting":
         words = _SETTING_WORDS[step.setting.name]
         return f"Setting {words}." + (f" Ruled out: {step.text}." if step.text else "")
     if step.kind == "example":
-        return f"{pad}Example {step.lhs.text} = {step.rhs}:"
-    if step.kind == "skip":
-        return f"{pad} '{step.lhs.op}' as {_label(step.op)}: no, {step.text}"
+        return f"{pad}Example: {step.lhs.text} = {step.rhs}"
     if step.kind == "try":
         return f"{pad} '{step.lhs.op}' as {_label(step.op)}: try"
+    if step.kind == "pin":
+        ((symbol, digit),) = step.assigned
+        return f"{pad} {step.text}, so a 3-digit result starts with 1: {symbol}={digit}"
+    if step.kind == "zero":
+        ((symbol, _),) = step.assigned
+        return f"{pad} no, tens {symbol} is 0 (operands run 10..99): go back"
     if step.kind == "back":
         return f"{pad} no digits fit {step.lhs.text}: go back"
     if step.kind == "units":
+        if not step.value:
+            return f"{pad} {_taken(step.assigned)}: no, {step.text}"
         verdict = "ok" if step.ok else f"no, {step.text}"
-        return f"{pad} {_taken(step.assigned)}: units {_units_sum(step)} ends in {step.value}, {verdict}"
+        work = _units_text(step.op, int(step.a), int(step.b), step.negative)
+        return f"{pad} {_taken(step.assigned)}: units {work} ends in {step.value}, {verdict}"
     if step.kind == "range":
         return f"{pad} a={step.a}, b={step.b}: {_label(step.op)} from {step.value}; no, {step.text}"
+    if step.kind == "order":
+        fits = ", ".join(step.written) if step.written else "none free"
+        sign = "< 0 (signed)" if step.negative else ">= 0 (no sign)"
+        larger = "b" if (step.op.name == "sub") == step.negative else "a"
+        return (
+            f"{pad} {_taken(step.assigned)}: {_label(step.op)} {sign}, so {larger} is the "
+            f"larger: tens {step.b} {step.text} {step.a}: {step.b} = {fits}"
+        )
     if step.kind == "solve":
         fits = ", ".join(step.written) if step.written else "none free"
-        return f"{pad} {_taken(step.assigned)}: units {_units_sum(step)} must end in {step.value}: {step.b} = {fits}"
+        work = _units_pattern(step.op, step.a, step.b, step.negative)
+        return f"{pad} {_taken(step.assigned)}: units {work} must end in {step.value}: {step.b} = {fits}"
     # check
-    if not step.written:
-        return f"{pad} {_taken(step.assigned)}: no, {step.text}"
     work = f"{step.op.instance(step.a, step.b)} = {step.value}"
     verdict = ("ok" + (f", {step.text}" if step.text else "")) if step.ok else f"no, {step.text}"
     return f"{pad} {_taken(step.assigned)}: {work}, written {step.written}; {verdict}"
 
 
+def _lines(derivation: Derivation) -> list[str]:
+    """One line per step; consecutive skips of one operator share a line."""
+    lines: list[str] = []
+    pending: list[Step] = []
+
+    def flush() -> None:
+        if pending:
+            first = pending[0]
+            why = "; ".join(
+                f"{_label(s.op)}: {s.text}" + (f" (in {s.other})" if s.other else "")
+                for s in pending
+            )
+            lines.append(f"{'  ' * first.depth} '{first.lhs.op}' is not {why}")
+            pending.clear()
+
+    for step, later in zip(derivation.steps, derivation.failed_later):
+        if step.kind == "skip":
+            pending.append(step)
+            continue
+        flush()
+        lines.append(_line(step) + (" -> no fit further on" if later else ""))
+    flush()
+    return lines
+
+
 def render_derivation(
-    derivation: Derivation, puzzle: EquationPrompt, answer: str, query_op: Operation
+    derivation: Derivation,
+    puzzle: EquationPrompt,
+    answer: str,
+    query_op: Operation,
+    assumed: Sequence[tuple[str, str]] = (),
+    guesses: Sequence[str] = (),
 ) -> str:
-    """The search as found, the decoding, the query computed and encoded, boxed."""
+    """The search as found, the decoding, the query computed and encoded, boxed.
+    `assumed` are digits for query symbols no example shows; `guesses` the lines saying
+    what the examples leave to the prior."""
     lines = [
         (
-            "Each symbol is one digit, each operator one operation. Search: settings by "
-            "frequency; examples with the most decoded symbols first; a new operator tries "
-            "operations by frequency; operand symbols take digits 0-9 upward in the order "
-            "a units, b units, a tens, b tens; the first assignment that fits every example "
-            "wins. '-> no fit further on' marks a choice whose every continuation failed."
+            "Each symbol is one digit, each operator one operation; operands run 10..99. "
+            "Search: settings by frequency; examples with the most decoded symbols first; "
+            "a new operator tries operations by frequency, each checked on all its examples; "
+            "operand symbols take digits upward (tens from 1) in the order a units, b units, "
+            "a tens, b tens; the first assignment that fits every example wins. "
+            "'-> no fit further on' marks a choice whose every continuation fails."
         ),
     ]
     for symbol, order in derivation.joins:
@@ -576,10 +857,7 @@ def render_derivation(
             f"'{symbol}' only writes the {first} operand's symbols then the {second}'s: "
             "a concatenation, no digits needed."
         )
-    lines.extend(
-        _line(step) + (" -> no fit further on" if later else "")
-        for step, later in zip(derivation.steps, derivation.failed_later)
-    )
+    lines.extend(_lines(derivation))
     lines.append(
         "Every example fits. Digits: "
         + ", ".join(f"{d}={s}" for s, d in derivation.mapping)
@@ -587,17 +865,18 @@ def render_derivation(
         + ", ".join(f"'{s}' = {_label(op)}" for s, op in derivation.ops)
         + "."
     )
+    lines.extend(guesses)
     q = puzzle.query
-    digits = dict(derivation.mapping)
+    digits = dict(derivation.mapping) | dict(assumed)
     left = "".join(digits[s] for s in q.left)
     right = "".join(digits[s] for s in q.right)
     a, b = read_operands(left, right, derivation.setting)
     value = query_op(a, b)
     written = apply(query_op, left, right, q.op, derivation.setting)
-    inverse = {d: s for s, d in digits.items()}
-    encoded = " ".join(f"{ch}->{inverse.get(ch, ch)}" for ch in written)
+    inverse = {d: s for s, d in digits.items()} | {q.op: q.op}
+    encoded = " ".join(f"{'minus' if ch == q.op else ch}->{inverse[ch]}" for ch in written)
     lines.append(
-        f"Query {q.text} reads {left}{q.op}{right}: a={a}, b={b}, "
+        f"The query {q.text} reads {left}{q.op}{right}: a={a}, b={b}, "
         f"{query_op.instance(a, b)} = {value}, written {written}."
     )
     lines.append(f"Encode: {encoded}. The answer is {answer}")
