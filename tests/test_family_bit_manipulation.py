@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import random
 import re
@@ -355,7 +356,9 @@ def _source(transform: Transform, position: int) -> int | None:
 def test_generated_traces_are_faithful():
     for g in generated(80, seed=13):
         solution = bits.solve(bits.parse(g.prompt))
-        assert_trace_is_faithful(solution.puzzle, bits.render(solution))
+        text = bits.render(solution)
+        assert_trace_is_faithful(solution.puzzle, text)
+        assert_guess_line(solution, text)
 
 
 def test_faithfulness_check_catches_a_false_value():
@@ -374,6 +377,283 @@ def test_dev_traces_are_faithful_and_box_the_solvers_answer(dev_rows):
         assert extract_answer(text) == solution.answer, row["id"]
         assert len(text) <= 2 * 7680, row["id"]
         assert_trace_is_faithful(solution.puzzle, text)
+        assert_guess_line(solution, text)
+
+
+# ---- the explicit style: every value recomputed, with an evaluator of its own ----
+
+_TOKEN = re.compile(r"\(|\)|,|[A-Za-z]+\d*|\S")
+
+
+def _evaluate(text: str, values: dict[str, int], mask: int) -> int:
+    """A formula as traces write it (NOT, AND, OR, XOR, MAJ, CHOICE, parentheses; one
+    binary operator per level) over `values`, bitwise within `mask`."""
+    tokens = _TOKEN.findall(text)
+    pos = 0
+
+    def take(expected: str | None = None) -> str:
+        nonlocal pos
+        token = tokens[pos]
+        assert expected is None or token == expected, (text, pos)
+        pos += 1
+        return token
+
+    def atom() -> int:
+        token = take()
+        if token == "NOT":
+            return ~atom() & mask
+        if token == "(":
+            value = expr()
+            take(")")
+            return value
+        if token in ("MAJ", "CHOICE"):
+            take("(")
+            a = expr()
+            take(",")
+            b = expr()
+            take(",")
+            c = expr()
+            take(")")
+            return (a & b) | (a & c) | (b & c) if token == "MAJ" else (a & b) | (~a & mask & c)
+        if token in ("0", "1"):
+            return mask if token == "1" else 0
+        return values[token]
+
+    def expr() -> int:
+        nonlocal pos
+        value = atom()
+        while pos < len(tokens) and tokens[pos] in ("AND", "OR", "XOR"):
+            op = take()
+            other = atom()
+            value = {"AND": value & other, "OR": value | other, "XOR": value ^ other}[op]
+        return value
+
+    value = expr()
+    assert pos == len(tokens), text
+    return value
+
+
+def _reading(kind: str, letter: str, p: int) -> str:
+    if kind == "rol":
+        return f"x[({p}+{letter}) mod 8]"
+    if kind == "shl":
+        return f"x[{letter}]" if p == 0 else f"x[{p}+{letter}], 0 past bit 7"
+    return f"x[7-{letter}]" if p == 7 else f"x[{p}-{letter}], 0 before bit 0"
+
+
+def _g_bit(family: Family, amounts: dict[int, int], p: int, x: int) -> int:
+    """G's output bit at `p` from the assigned copies' bits (unassigned: 0)."""
+    key = 0
+    for j, kind in enumerate(family.kinds):
+        bit = _bit(Transform(kind, amounts[j]).apply(x), p) if j in amounts else 0
+        key = key * 2 + bit
+    return (family.table >> key) & 1
+
+
+def _parse_listing(letters: str, listing: str) -> set[tuple[int, ...]]:
+    found: set[tuple[int, ...]] = set()
+    if listing == "none":
+        return found
+    for group in listing.split():
+        *head, tails = group.split(",")
+        found |= {(*map(int, head), int(t)) for t in tails.split("/")}
+    assert all(len(t) == len(letters.split(",")) for t in found), listing
+    return found
+
+
+def _computed(pairs, operands: list[Transform], line: str, x: int) -> int:
+    """Check `name=bits` values of one example line; the output y."""
+    values = dict(re.findall(r"(\w+)=([01]{8})", line))
+    env = {}
+    for t in operands:
+        assert values[t.name] == format(t.apply(x), "08b"), (line, t.name)
+        env[t.name] = t.apply(x)
+    for label, formula in pairs:
+        env[label] = _evaluate(formula, env, 0xFF)
+        assert values[label] == format(env[label], "08b"), (line, label)
+    return env["y"]
+
+
+def _steps_of(text: str) -> list[tuple[str, str]]:
+    """`s1 = ..., y = ...` as (label, formula) pairs."""
+    return [tuple(part.split(" = ", 1)) for part in re.split(r", (?=(?:s\d+|y) = )", text)]
+
+
+def _widened(family: Family, current: set, letters: str, new_letters: str) -> set:
+    """`current` assignments (over `letters`) with every amount for the operands
+    `new_letters` adds, copies of one kind in rising order."""
+    idx = ["ABC".index(c) for c in new_letters.split(",")]
+    old = ["ABC".index(c) for c in letters.split(",")] if letters else []
+    added = [j for j in idx if j not in old]
+    widened = set()
+    for t in current:
+        for extra in itertools.product(range(1, 8), repeat=len(added)):
+            full = {**dict(zip(old, t)), **dict(zip(added, extra))}
+            kinds = family.kinds
+            if all(
+                full[j] < full[j + 1] for j in full if j + 1 in full and kinds[j] == kinds[j + 1]
+            ):
+                widened.add(tuple(full[j] for j in idx))
+    return widened
+
+
+def assert_explicit_trace_is_faithful(solution: Solution, text: str) -> None:
+    puzzle: bits.BitPuzzle = solution.puzzle
+    prior = load_prior()
+    order = sorted(prior.weights, key=lambda f: (-prior.rule_probability(f), f))
+    examples = puzzle.examples
+    forms, family, position, current, letters = -1, None, None, {()}, ""
+    pairs, operands = [], []
+    for line in text.splitlines():
+        if m := re.match(r"^Form y = (.*):$", line):
+            forms += 1
+            family = order[forms]
+            names = [f"{k}{'ABC'[i]}" for i, k in enumerate(family.kinds)]
+            assert m[1] == expression(family.table, family.arity).text(names), line
+            current, letters = {()}, ""
+        elif m := re.match(r"^ bit (\d): (.*) = 0, so y\[(\d)\] = (.*)$", line):
+            p = int(m[1])
+            dead = [j for j, k in enumerate(family.kinds) if _source(Transform(k, 1), p) is None]
+            assert m[2] == " and ".join(f"{family.kinds[j]}{'ABC'[j]}" for j in dead), line
+            live = [j for j in range(family.arity) if j not in dead]
+            said = m[4].split(" whatever ")[0]
+            for bits_ in range(1 << len(live)):
+                env = {
+                    f"{family.kinds[j]}{'ABC'[j]}": (bits_ >> (len(live) - 1 - i)) & 1
+                    for i, j in enumerate(live)
+                }
+                key = sum(
+                    env.get(f"{k}{'ABC'[j]}", 0) << (family.arity - 1 - j)
+                    for j, k in enumerate(family.kinds)
+                )
+                assert _evaluate(said, env, 1) == (family.table >> key) & 1, line
+        elif m := re.match(
+            r"^ bit (\d): y\[\d\] must be (\d) in every example; the examples' y\[\d\]: ([01 ]+): (ok|no)$",
+            line,
+        ):
+            p, want = int(m[1]), int(m[2])
+            seen = [_bit(y, p) for _, y in examples]
+            assert m[3] == " ".join(map(str, seen)) and (m[4] == "ok") == all(
+                b == want for b in seen
+            )
+            live = [
+                j for j, k in enumerate(family.kinds) if _source(Transform(k, 1), p) is not None
+            ]
+            for bits_ in range(1 << len(live)):  # G ignores the live copies here
+                key = sum(((bits_ >> i) & 1) << (family.arity - 1 - j) for i, j in enumerate(live))
+                assert (family.table >> key) & 1 == want, line
+        elif m := re.match(r"^ bit (\d): (.*)$", line):
+            position = int(m[1])
+            for part in (
+                m[2].split(", ")
+                if "0 past" not in m[2] and "0 before" not in m[2]
+                else re.split(r", (?=(?:rol|shl|shr)[ABC]\[)", m[2])
+            ):
+                k, letter = part[:3], part[3]
+                assert part == f"{k}{letter}[{position}] = {_reading(k, letter, position)}", part
+        elif m := re.match(r"^ .* not read at bits 0 and 7, any amount -> (.*)=(.*)$", line):
+            current, letters = _widened(family, current, letters, m[1]), m[1]
+            assert _parse_listing(letters, m[2]) == current, line
+        elif m := re.match(r"^  ex(\d+) x=([01]{8}) y\[(\d)\]=(\d) -> (.*)$", line):
+            x, y = examples[int(m[1]) - 1]
+            p = int(m[3])
+            assert m[2] == format(x, "08b") and p == position and int(m[4]) == _bit(y, p)
+            if m[5] == "no change":
+                kept, new_letters = None, letters
+            else:
+                new_letters, listing = m[5].split("=")
+                kept = _parse_listing(new_letters, listing)
+            if new_letters != letters:  # operands joined: every amount, canonical order
+                current, letters = _widened(family, current, letters, new_letters), new_letters
+            idx = ["ABC".index(c) for c in letters.split(",")]
+            fits = {t for t in current if _g_bit(family, dict(zip(idx, t)), p, x) == _bit(y, p)}
+            assert (kept if kept is not None else current) == fits, line
+            current = fits
+        elif m := re.match(r"^ try (.*):$", line):
+            pairs = _steps_of(m[1])
+            operands = _transforms(m[1])
+            candidate = Rule(tuple(operands), family.table)
+            assert tuple(t.amount for t in operands) in current, line
+        elif m := re.match(
+            r"^  ex(\d+) x=([01]{8}) (.*) (ok|but the example says ([01]{8}): reject)$", line
+        ):
+            x, y = examples[int(m[1]) - 1]
+            assert m[2] == format(x, "08b")
+            got = _computed(pairs, operands, m[3], x)
+            assert got == candidate.apply(x) and (m[4] == "ok") == (got == y), line
+            assert m[4] == "ok" or m[5] == format(y, "08b")
+        elif line == "  fits every example":
+            assert all(candidate.apply(x) == y for x, y in examples)
+        elif line == " no amounts fit this form":
+            assert not consistent_rules(examples, [family]), family
+        elif m := re.match(r"^Rule: (.*)$", line):
+            pairs = _steps_of(m[1])
+            operands = _transforms(m[1])
+        elif m := re.match(r"^Query x=([01]{8}) (.*)$", line):
+            assert int(m[1], 2) == puzzle.query
+            assert format(_computed(pairs, operands, m[2], puzzle.query), "08b") == solution.answer
+    assert_guess_line(solution, text)
+
+
+def assert_guess_line(solution: Solution, text: str) -> None:
+    """One line says the answer is a guess, with its posterior, exactly where the examples
+    leave several answers."""
+    groups, _ = bits.rank_answers(solution.puzzle)
+    said = re.findall(r"^This answer is a guess: .* about (\d+)% likely\.$", text, re.MULTILINE)
+    if "disagree on the query" in text and len(groups) > 1:
+        assert said == [f"{groups[0].weight * 100:.0f}"]
+    else:
+        assert not said
+
+
+def test_explicit_traces_are_faithful_and_box_the_answer():
+    for g in generated(80, seed=13):
+        solution = bits.solve(bits.parse(g.prompt))
+        text = bits.render(solution, bits.TRACE_STYLES["explicit"])
+        assert extract_answer(text) == solution.answer
+        assert "Columns" not in text and "column" not in text  # nothing transposed
+        assert_explicit_trace_is_faithful(solution, text)
+
+
+def _falsify_value(line: str) -> str | None:
+    """A check line with the first digit of its computed y flipped."""
+    if " y=" not in line or not line.startswith("  ex"):
+        return None
+    at = line.index(" y=") + 3
+    return line[:at] + ("1" if line[at] == "0" else "0") + line[at + 1 :]
+
+
+def _falsify_narrowing(line: str) -> str | None:
+    """A narrowing line with its last listed amount changed."""
+    if not re.match(r"^  ex\d+ x=.* -> [A-C,]+=[\d,/ ]+$", line):
+        return None
+    return line[:-1] + str(int(line[-1]) % 7 + 1)
+
+
+@pytest.mark.parametrize("falsify", [_falsify_value, _falsify_narrowing])
+def test_explicit_faithfulness_check_catches_a_false_value(falsify):
+    solution = bits.solve(bits.parse(generated(1, seed=14)[0].prompt))
+    text = bits.render(solution, bits.TRACE_STYLES["explicit"])
+    line, wrong = next((l, w) for l in text.splitlines() if (w := falsify(l)))
+    with pytest.raises(AssertionError):
+        assert_explicit_trace_is_faithful(solution, text.replace(line, wrong))
+
+
+def test_explicit_and_compact_pick_the_same_rule():
+    for g in generated(40, seed=21):
+        solution = bits.solve(bits.parse(g.prompt))
+        compact = bits.render(solution)
+        explicit = bits.render(solution, bits.TRACE_STYLES["explicit"])
+        assert compact.rsplit("\n", 1)[1] == explicit.rsplit("\n", 1)[1]  # the same box
+        assert compact.count("Form y = ") == explicit.count("Form y = ")  # forms tried
+
+
+def test_dev_explicit_traces_are_faithful(dev_rows):
+    for row in dev_rows[bits.NAME][::4]:  # a quarter of the rows keeps the fast suite fast
+        solution = bits.solve(bits.parse(row["prompt"]))
+        text = bits.render(solution, bits.TRACE_STYLES["explicit"])
+        assert extract_answer(text) == solution.answer, row["id"]
+        assert_explicit_trace_is_faithful(solution, text)
 
 
 # ---- generation ----
