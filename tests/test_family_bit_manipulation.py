@@ -497,101 +497,167 @@ def _widened(family: Family, current: set, letters: str, new_letters: str) -> se
     return widened
 
 
+def _project(current: set, letters: str, onto: str) -> set:
+    """`current` (tuples over `letters`) cut down to the operands `onto` also has."""
+    keep = [i for i, c in enumerate(letters.split(",")) if letters and c in onto.split(",")]
+    return {tuple(t[i] for i in keep) for t in current}
+
+
+class _ExplicitTrace:
+    """Replays an explicit trace line by line, recomputing every value it writes.
+
+    `current` holds the amounts the search keeps (tuples over `letters`, e.g. "A,B"); a
+    `bit p:` line opens a block over the copies read there (`block`, over
+    `block_letters`), narrowed by its example lines, then joined back into `current`.
+    """
+
+    def __init__(self, solution: Solution) -> None:
+        self.solution = solution
+        self.examples = solution.puzzle.examples
+        prior = load_prior()
+        self.order = sorted(prior.weights, key=lambda f: (-prior.rule_probability(f), f))
+        self.forms = -1
+        self.block = None
+
+    def form(self, text: str) -> None:
+        self.close()
+        self.forms += 1
+        self.family = self.order[self.forms]
+        names = [f"{k}{'ABC'[i]}" for i, k in enumerate(self.family.kinds)]
+        assert text == expression(self.family.table, self.family.arity).text(names)
+        self.current, self.letters = {()}, ""
+
+    def reduced(self, p: int, dead_names: str, said: str) -> None:
+        family = self.family
+        dead = [j for j, k in enumerate(family.kinds) if _source(Transform(k, 1), p) is None]
+        assert dead_names == " and ".join(f"{family.kinds[j]}{'ABC'[j]}" for j in dead)
+        live = [j for j in range(family.arity) if j not in dead]
+        for bits_ in range(1 << len(live)):
+            env = {f"{family.kinds[j]}{'ABC'[j]}": (bits_ >> i) & 1 for i, j in enumerate(live)}
+            key = sum(
+                env.get(f"{k}{'ABC'[j]}", 0) << (family.arity - 1 - j)
+                for j, k in enumerate(family.kinds)
+            )
+            assert _evaluate(said.split(" whatever ")[0], env, 1) == (family.table >> key) & 1
+
+    def fixed(self, p: int, want: int, seen: str, verdict: str) -> None:
+        family = self.family
+        bits_seen = [_bit(y, p) for _, y in self.examples]
+        assert seen == " ".join(map(str, bits_seen))
+        assert (verdict == "ok") == all(b == want for b in bits_seen)
+        live = [j for j, k in enumerate(family.kinds) if _source(Transform(k, 1), p) is not None]
+        for bits_ in range(1 << len(live)):  # G ignores the live copies here
+            key = sum(((bits_ >> i) & 1) << (family.arity - 1 - j) for i, j in enumerate(live))
+            assert (family.table >> key) & 1 == want
+
+    def reads(self, p: int, text: str) -> None:
+        self.close()
+        parts = re.split(r", (?=(?:rol|shl|shr)[ABC]\[)", text)
+        for part in parts:
+            k, letter = part[:3], part[3]
+            assert part == f"{k}{letter}[{p}] = {_reading(k, letter, p)}", part
+        read = ",".join(sorted(part[3] for part in parts))
+        inner = p not in (0, 7)
+        self.block_letters = self.letters if inner else read
+        start = _project(self.current, self.letters, self.block_letters)
+        known = ",".join(c for c in self.block_letters.split(",") if c in self.letters)
+        self.block = _widened(self.family, start, known, self.block_letters)
+        self.position, self.widened = p, self.block_letters != known
+
+    def narrow(self, i: int, x_text: str, p: int, want: int, result: str) -> None:
+        x, y = self.examples[i - 1]
+        assert x_text == format(x, "08b") and p == self.position and want == _bit(y, p)
+        idx = ["ABC".index(c) for c in self.block_letters.split(",")]
+        fits = {t for t in self.block if _g_bit(self.family, dict(zip(idx, t)), p, x) == _bit(y, p)}
+        if result == "no change":
+            assert not self.widened and fits == self.block
+        else:
+            letters, listing = result.split("=")
+            assert letters == self.block_letters and _parse_listing(letters, listing) == fits
+        self.block, self.widened = fits, False
+
+    def join(self, letters: str, listing: str) -> None:
+        shared = [c for c in self.letters.split(",") if c in self.block_letters.split(",")]
+        joined = set()
+        for a in self.current:
+            da = dict(zip(self.letters.split(","), a))
+            for b in self.block:
+                db = dict(zip(self.block_letters.split(","), b))
+                if all(da[c] == db[c] for c in shared):
+                    full = {**da, **db}
+                    joined.add(tuple(full[c] for c in letters.split(",")))
+        assert _parse_listing(letters, listing) == joined
+        self.current, self.letters, self.block = joined, letters, None
+
+    def close(self) -> None:
+        """A block not joined back covers every copy pinned so far: it is the new state."""
+        if self.block is not None:
+            assert (
+                not self.block
+                or set(self.letters.split(",")) <= set(self.block_letters.split(","))
+                or not self.letters
+            )
+            self.current, self.letters, self.block = self.block, self.block_letters, None
+
+    def any_amount(self, letters: str, listing: str) -> None:
+        self.close()
+        self.current = _widened(self.family, self.current, self.letters, letters)
+        self.letters = letters
+        assert _parse_listing(letters, listing) == self.current
+
+    def candidate(self, text: str) -> None:
+        self.close()
+        self.steps, self.operands = _steps_of(text), _transforms(text)
+        self.rule = Rule(tuple(self.operands), self.family.table)
+        assert tuple(t.amount for t in self.operands) in self.current
+
+    def check(self, i: int, x_text: str, values: str, verdict: str, said: str | None) -> None:
+        x, y = self.examples[i - 1]
+        assert x_text == format(x, "08b")
+        got = _computed(self.steps, self.operands, values, x)
+        assert got == self.rule.apply(x) and (verdict == "ok") == (got == y)
+        assert verdict == "ok" or said == format(y, "08b")
+
+
 def assert_explicit_trace_is_faithful(solution: Solution, text: str) -> None:
+    t = _ExplicitTrace(solution)
     puzzle: bits.BitPuzzle = solution.puzzle
-    prior = load_prior()
-    order = sorted(prior.weights, key=lambda f: (-prior.rule_probability(f), f))
-    examples = puzzle.examples
-    forms, family, position, current, letters = -1, None, None, {()}, ""
-    pairs, operands = [], []
     for line in text.splitlines():
         if m := re.match(r"^Form y = (.*):$", line):
-            forms += 1
-            family = order[forms]
-            names = [f"{k}{'ABC'[i]}" for i, k in enumerate(family.kinds)]
-            assert m[1] == expression(family.table, family.arity).text(names), line
-            current, letters = {()}, ""
-        elif m := re.match(r"^ bit (\d): (.*) = 0, so y\[(\d)\] = (.*)$", line):
-            p = int(m[1])
-            dead = [j for j, k in enumerate(family.kinds) if _source(Transform(k, 1), p) is None]
-            assert m[2] == " and ".join(f"{family.kinds[j]}{'ABC'[j]}" for j in dead), line
-            live = [j for j in range(family.arity) if j not in dead]
-            said = m[4].split(" whatever ")[0]
-            for bits_ in range(1 << len(live)):
-                env = {
-                    f"{family.kinds[j]}{'ABC'[j]}": (bits_ >> (len(live) - 1 - i)) & 1
-                    for i, j in enumerate(live)
-                }
-                key = sum(
-                    env.get(f"{k}{'ABC'[j]}", 0) << (family.arity - 1 - j)
-                    for j, k in enumerate(family.kinds)
-                )
-                assert _evaluate(said, env, 1) == (family.table >> key) & 1, line
+            t.form(m[1])
+        elif m := re.match(r"^ bit (\d): (.*) = 0, so y\[\d\] = (.*)$", line):
+            t.reduced(int(m[1]), m[2], m[3])
         elif m := re.match(
-            r"^ bit (\d): y\[\d\] must be (\d) in every example; the examples' y\[\d\]: ([01 ]+): (ok|no)$",
+            r"^ bit (\d): y\[\d\] must be (\d) in every example; "
+            r"the examples' y\[\d\]: ([01 ]+): (ok|no)$",
             line,
         ):
-            p, want = int(m[1]), int(m[2])
-            seen = [_bit(y, p) for _, y in examples]
-            assert m[3] == " ".join(map(str, seen)) and (m[4] == "ok") == all(
-                b == want for b in seen
-            )
-            live = [
-                j for j, k in enumerate(family.kinds) if _source(Transform(k, 1), p) is not None
-            ]
-            for bits_ in range(1 << len(live)):  # G ignores the live copies here
-                key = sum(((bits_ >> i) & 1) << (family.arity - 1 - j) for i, j in enumerate(live))
-                assert (family.table >> key) & 1 == want, line
+            t.fixed(int(m[1]), int(m[2]), m[3], m[4])
         elif m := re.match(r"^ bit (\d): (.*)$", line):
-            position = int(m[1])
-            for part in (
-                m[2].split(", ")
-                if "0 past" not in m[2] and "0 before" not in m[2]
-                else re.split(r", (?=(?:rol|shl|shr)[ABC]\[)", m[2])
-            ):
-                k, letter = part[:3], part[3]
-                assert part == f"{k}{letter}[{position}] = {_reading(k, letter, position)}", part
+            t.reads(int(m[1]), m[2])
         elif m := re.match(r"^ .* not read at bits 0 and 7, any amount -> (.*)=(.*)$", line):
-            current, letters = _widened(family, current, letters, m[1]), m[1]
-            assert _parse_listing(letters, m[2]) == current, line
+            t.any_amount(m[1], m[2])
         elif m := re.match(r"^  ex(\d+) x=([01]{8}) y\[(\d)\]=(\d) -> (.*)$", line):
-            x, y = examples[int(m[1]) - 1]
-            p = int(m[3])
-            assert m[2] == format(x, "08b") and p == position and int(m[4]) == _bit(y, p)
-            if m[5] == "no change":
-                kept, new_letters = None, letters
-            else:
-                new_letters, listing = m[5].split("=")
-                kept = _parse_listing(new_letters, listing)
-            if new_letters != letters:  # operands joined: every amount, canonical order
-                current, letters = _widened(family, current, letters, new_letters), new_letters
-            idx = ["ABC".index(c) for c in letters.split(",")]
-            fits = {t for t in current if _g_bit(family, dict(zip(idx, t)), p, x) == _bit(y, p)}
-            assert (kept if kept is not None else current) == fits, line
-            current = fits
+            t.narrow(int(m[1]), m[2], int(m[3]), int(m[4]), m[5])
+        elif m := re.match(r"^  with bit \d's amounts -> (.*)=(.*)$", line):
+            t.join(m[1], m[2])
         elif m := re.match(r"^ try (.*):$", line):
-            pairs = _steps_of(m[1])
-            operands = _transforms(m[1])
-            candidate = Rule(tuple(operands), family.table)
-            assert tuple(t.amount for t in operands) in current, line
+            t.candidate(m[1])
         elif m := re.match(
             r"^  ex(\d+) x=([01]{8}) (.*) (ok|but the example says ([01]{8}): reject)$", line
         ):
-            x, y = examples[int(m[1]) - 1]
-            assert m[2] == format(x, "08b")
-            got = _computed(pairs, operands, m[3], x)
-            assert got == candidate.apply(x) and (m[4] == "ok") == (got == y), line
-            assert m[4] == "ok" or m[5] == format(y, "08b")
+            t.check(int(m[1]), m[2], m[3], m[4], m[5])
         elif line == "  fits every example":
-            assert all(candidate.apply(x) == y for x, y in examples)
+            assert all(t.rule.apply(x) == y for x, y in puzzle.examples)
         elif line == " no amounts fit this form":
-            assert not consistent_rules(examples, [family]), family
+            t.close()
+            assert not consistent_rules(puzzle.examples, [t.family]), t.family
         elif m := re.match(r"^Rule: (.*)$", line):
-            pairs = _steps_of(m[1])
-            operands = _transforms(m[1])
+            t.steps, t.operands = _steps_of(m[1]), _transforms(m[1])
         elif m := re.match(r"^Query x=([01]{8}) (.*)$", line):
             assert int(m[1], 2) == puzzle.query
-            assert format(_computed(pairs, operands, m[2], puzzle.query), "08b") == solution.answer
+            got = _computed(t.steps, t.operands, m[2], puzzle.query)
+            assert format(got, "08b") == solution.answer
     assert_guess_line(solution, text)
 
 

@@ -315,9 +315,26 @@ def _explicit_amounts(
             return []
     assignments: list[dict[int, int]] = [{}]
     for _, e, relevant in sorted(edges):
-        new = [j for j in relevant if j not in assignments[0]]
-        assignments = _widen(assignments, new, kinds)
-        assignments = _narrow(assignments, e, family, examples, lines, relevant, widened=bool(new))
+        # Only the copies read here are narrowed (the others would only repeat each
+        # surviving amount): those already pinned keep their surviving amounts, new ones
+        # take every amount; the result joins what the earlier edge kept.
+        known = [j for j in relevant if j in assignments[0]]
+        block = [
+            dict(t) for t in dict.fromkeys(tuple((j, a[j]) for j in known) for a in assignments)
+        ]
+        new = [j for j in relevant if j not in known]
+        block = _narrow(
+            _widen(block, new, kinds), e, family, examples, lines, relevant, widened=bool(new)
+        )
+        joined = [
+            {**a, **b} for a in assignments for b in block if all(a[j] == b[j] for j in known)
+        ]
+        if len(assignments[0]) > len(known) and joined:  # earlier copies not read here
+            letters = ",".join(_LETTERS[j] for j in sorted(joined[0]))
+            lines.append(
+                f"  with bit {EDGES[0] if e == EDGES[1] else EDGES[1]}'s amounts -> {letters}={_listing(joined)}"
+            )
+        assignments = joined
         if not assignments:
             return []
     missing = [j for j in range(n) if j not in assignments[0]]
