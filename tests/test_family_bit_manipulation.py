@@ -722,6 +722,32 @@ def test_dev_explicit_traces_are_faithful(dev_rows):
         assert_explicit_trace_is_faithful(solution, text)
 
 
+# ---- the style, chosen per family in a dataset recipe ----
+
+
+def test_dataset_recipe_picks_the_explicit_style_for_bits_only(cli, tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        "generated: {n: 4, weights: {bit_manipulation: 2, numeral: 1}}\n"
+        "trace_styles: {bit_manipulation: explicit}\n"
+    )
+    out = tmp_path / "sft.jsonl"
+    cli("dataset", "build", recipe, "-o", out)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    traces = {r["family"]: r["messages"][1]["content"] for r in rows}
+    assert " try " in traces[bits.NAME] and "Columns" not in traces[bits.NAME]
+    assert "Columns" not in traces["numeral"]  # other families keep their only style
+    manifest = json.loads((tmp_path / "sft.jsonl.manifest.json").read_text())
+    assert manifest["recipe"]["trace_styles"] == {bits.NAME: "explicit"}
+    compact = tmp_path / "compact.yaml"
+    compact.write_text("generated: {n: 4, weights: {bit_manipulation: 2}}\n")
+    cli("dataset", "build", compact, "-o", tmp_path / "compact.jsonl")
+    default = [json.loads(l) for l in (tmp_path / "compact.jsonl").read_text().splitlines()]
+    assert all(
+        "Columns" in r["messages"][1]["content"] for r in default if r["family"] == bits.NAME
+    )
+
+
 # ---- generation ----
 
 

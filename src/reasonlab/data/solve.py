@@ -3,21 +3,22 @@
 Each row becomes a `SolvedRow`: the answer (empty when none), a status
 (`solved`, `unsolved`, `no_solver`, `error`) and a detail saying why or how sure.
 With `render=True` the chain-of-thought trace comes back too, so `traces` reuses
-this loop instead of repeating it.
+this loop instead of repeating it; `styles` picks, per family, one of the trace styles
+the family offers (`offered_styles`; default `compact`).
 """
 
 from __future__ import annotations
 
 import os
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 from reasonlab.puzzles.base import PuzzleFormatError, Solution
 from reasonlab.puzzles.registry import UNKNOWN, classify, family_module
 
-__all__ = ["PREDICTION_COLUMNS", "SolvedRow", "solve_one", "solve_rows"]
+__all__ = ["PREDICTION_COLUMNS", "SolvedRow", "offered_styles", "solve_one", "solve_rows"]
 
 PREDICTION_COLUMNS = ("id", "answer", "family", "status", "subtype", "detail")
 _CHUNK = 32  # rows per task sent to a worker: large enough to amortise pickling
@@ -50,8 +51,20 @@ def _solution_detail(solution: Solution) -> str:
     return "; ".join(parts)
 
 
-def solve_one(row_id: str, prompt: str, render: bool = False) -> SolvedRow:
-    """Classify, parse, solve (and render) one prompt; every failure becomes a status."""
+def offered_styles(family: str) -> tuple[str, ...]:
+    """The trace styles a family's `render` offers: `compact` always, and any named in the
+    module's TRACE_STYLES (style name -> the render options that write it)."""
+    return (
+        "compact",
+        *(s for s in getattr(family_module(family), "TRACE_STYLES", {}) if s != "compact"),
+    )
+
+
+def solve_one(
+    row_id: str, prompt: str, render: bool = False, styles: Mapping[str, str] | None = None
+) -> SolvedRow:
+    """Classify, parse, solve (and render, in the family's style) one prompt; every
+    failure becomes a status."""
     kind = classify(prompt)
     if kind.family == UNKNOWN:
         return SolvedRow(row_id, UNKNOWN, "", "", "no_solver", "no family recognises this prompt")
@@ -66,7 +79,13 @@ def solve_one(row_id: str, prompt: str, render: bool = False) -> SolvedRow:
         if not isinstance(outcome, Solution):
             partial = outcome.partial or ""
             return SolvedRow(row_id, kind.family, kind.subtype, partial, "unsolved", outcome.reason)
-        trace = module.render(outcome) if render else None
+        style = (styles or {}).get(kind.family, "compact")
+        if not render:
+            trace = None
+        elif style == "compact":
+            trace = module.render(outcome)
+        else:
+            trace = module.render(outcome, module.TRACE_STYLES[style])
     except PuzzleFormatError as err:
         return SolvedRow(
             row_id, kind.family, kind.subtype, "", "unsolved", f"malformed prompt: {err}"
@@ -89,8 +108,10 @@ def solve_one(row_id: str, prompt: str, render: bool = False) -> SolvedRow:
     )
 
 
-def _solve_chunk(chunk: list[tuple[str, str]], render: bool) -> list[SolvedRow]:
-    return [solve_one(row_id, prompt, render) for row_id, prompt in chunk]
+def _solve_chunk(
+    chunk: list[tuple[str, str]], render: bool, styles: Mapping[str, str] | None
+) -> list[SolvedRow]:
+    return [solve_one(row_id, prompt, render, styles) for row_id, prompt in chunk]
 
 
 def solve_rows(
@@ -98,6 +119,7 @@ def solve_rows(
     workers: int = 1,
     render: bool = False,
     on_progress: Callable[[int], None] | None = None,
+    styles: Mapping[str, str] | None = None,
 ) -> list[SolvedRow]:
     """Solve every row (`id`, `prompt`), in input order; `workers` > 1 uses processes."""
     items = [(row["id"], row["prompt"]) for row in rows]
@@ -105,12 +127,13 @@ def solve_rows(
     results: list[SolvedRow] = []
     if workers <= 1:
         for chunk in chunks:
-            results.extend(_solve_chunk(chunk, render))
+            results.extend(_solve_chunk(chunk, render, styles))
             if on_progress:
                 on_progress(len(chunk))
         return results
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        for chunk_result in pool.map(_solve_chunk, chunks, [render] * len(chunks)):
+        repeat = len(chunks)
+        for chunk_result in pool.map(_solve_chunk, chunks, [render] * repeat, [styles] * repeat):
             results.extend(chunk_result)
             if on_progress:
                 on_progress(len(chunk_result))

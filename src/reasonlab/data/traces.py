@@ -9,7 +9,7 @@ token budget. Everything dropped is counted, per family, with the reason.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,10 +94,12 @@ def build_traces(
     workers: int = 1,
     allow_incomplete: bool = False,
     on_progress: Callable[[int], None] | None = None,
+    styles: Mapping[str, str] | None = None,
 ) -> TraceResult:
-    """Solve and render every row; keep the traces that are right and fit the budget."""
+    """Solve and render every row (`styles`: family -> trace style, `data.solve`); keep
+    the traces that are right and fit the budget."""
     counter = TokenCounter(tokenizer_dir)
-    solved = solve_rows(rows, workers=workers, render=True, on_progress=on_progress)
+    solved = solve_rows(rows, workers=workers, render=True, on_progress=on_progress, styles=styles)
     stats: dict[str, TraceStats] = {}
     kept: list[dict] = []
     for row, result in zip(rows, solved):
