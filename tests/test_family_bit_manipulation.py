@@ -794,12 +794,31 @@ def test_prior_rejects_a_table_of_the_wrong_size():
         Prior.from_json(bad)
 
 
-def test_fit_script_recovers_the_generating_family(tmp_path, write_csv):
+def _fit_script():
     spec = importlib.util.spec_from_file_location(
         "fit_bit_prior", REPO / "scripts" / "fit_bit_prior.py"
     )
-    fit_bit_prior = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fit_bit_prior)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_fit_script_reports_held_out_accuracy(tmp_path, write_csv, capsys):
+    rows = [
+        {"id": str(i), "prompt": g.prompt, "answer": g.answer}
+        for i, g in enumerate(generated(24, seed=15))
+    ]
+    path = write_csv("bits.csv", rows, ["id", "prompt", "answer"])
+    assert _fit_script().main([str(path), "--report", "--folds", "2", "--seeds", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "in-sample" in out and out.count("2-fold cross-validation (seed") == 2
+    held_out = [int(n) for n in re.findall(r"seed \d\): (\d+)/24", out)]
+    assert len(held_out) == 2 and all(0 < n <= 24 for n in held_out)
+    assert "2-fold, 2 seeds: mean" in out
+
+
+def test_fit_script_recovers_the_generating_family(tmp_path, write_csv):
+    fit_bit_prior = _fit_script()
     family = Family(("rol", "shl", "shr"), MAJ)
     rows = [
         {"id": str(i), "prompt": g.prompt}
