@@ -1,13 +1,15 @@
 """Bit-manipulation benchmark: speed, accuracy, ambiguity and trace lengths.
 
-    python bench/bench_bit_manipulation.py /work/shared/data/train_dev.csv [--tokenizer DIR] [--notation hex]
+    python bench/bench_bit_manipulation.py /work/shared/data/train_dev.csv [--tokenizer DIR] [--notation hex] [--style explicit]
     python bench/bench_bit_manipulation.py --generate 500             # N generated puzzles
 
 Single process on purpose: this is the per-row cost the lead's `--workers` divides.
 Prints rows/s and total seconds of parse+solve (render timed apart), correct/total by
 the competition metric when answers are known, how many rows were ambiguous (several
 rules fit and disagree on the query) or unsolved and why, and the distribution of
-trace lengths in characters, and in tokens when a tokenizer folder is given.
+trace lengths in characters, and in tokens when a tokenizer folder is given (the trace
+alone, and how many traces would not fit the scorer's 7,680 generated tokens once the
+closing `</think>` and boxed answer are added).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ def main() -> None:
         "--tokenizer", help="a tokenizer folder (transformers) to count trace tokens"
     )
     parser.add_argument("--notation", choices=("bin", "hex"), default="bin")
+    parser.add_argument("--style", choices=tuple(bits.TRACE_STYLES), default="compact")
     args = parser.parse_args()
     if args.data:
         rows = [
@@ -89,10 +92,12 @@ def main() -> None:
             f"correct {correct}/{len(rows)} = {100 * correct / len(rows):.2f}%  (ambiguous rows: {amb_correct}/{ambiguous})"
         )
 
-    options = bits.RenderOptions(notation=args.notation)
+    options = bits.RenderOptions(notation=args.notation, style=args.style)
     start = time.perf_counter()
     traces = [bits.render(s, options) for _, s in solved]
-    print(f"render {time.perf_counter() - start:.2f} s  notation {args.notation}")
+    print(
+        f"render {time.perf_counter() - start:.2f} s  notation {args.notation}  style {args.style}"
+    )
     broken = sum(1 for t, (_, s) in zip(traces, solved) if extract_answer(t) != s.answer)
     print(
         f"trace chars: {_percentiles([len(t) for t in traces])}  (boxed answer != solver answer: {broken})"
@@ -100,8 +105,16 @@ def main() -> None:
     if args.tokenizer:
         from transformers import AutoTokenizer  # heavy: only when asked
 
+        from reasonlab.competition import MAX_NEW_TOKENS
+        from reasonlab.data.traces import TokenCounter
+
         tok = AutoTokenizer.from_pretrained(args.tokenizer)
         print(f"trace tokens: {_percentiles([len(tok(t)['input_ids']) for t in traces])}")
+        counter = TokenCounter(args.tokenizer)
+        over = sum(
+            counter.count(r["prompt"], t)[1] > MAX_NEW_TOKENS for (r, _), t in zip(solved, traces)
+        )
+        print(f"completions over {MAX_NEW_TOKENS} tokens: {over}")
 
 
 if __name__ == "__main__":
