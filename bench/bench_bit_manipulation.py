@@ -1,6 +1,6 @@
 """Bit-manipulation benchmark: speed, accuracy, ambiguity and trace lengths.
 
-    python bench/bench_bit_manipulation.py /work/shared/data/train_dev.csv [--tokenizer DIR] [--notation hex]
+    python bench/bench_bit_manipulation.py /work/shared/data/train_dev.csv [--tokenizer DIR] [--notation hex] [--style explicit]
     python bench/bench_bit_manipulation.py --generate 500             # N generated puzzles
 
 Single process on purpose: this is the per-row cost the lead's `--workers` divides.
@@ -8,7 +8,8 @@ Prints rows/s and total seconds of parse+solve (render timed apart), correct/tot
 the competition metric when answers are known, how many rows were ambiguous (several
 rules fit and disagree on the query) or unsolved and why, and the distribution of
 trace lengths in characters and in the tokens the model generates (trace, </think>, the
-boxed answer, <|im_end|>): exact with the real tokenizer, estimated without the ML extras.
+boxed answer, <|im_end|>): exact with the real tokenizer, estimated without the ML extras,
+with how many would not fit the scorer's limits.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def main() -> None:
         "--tokenizer", help="a tokenizer folder to count with (default: the real Nemotron one)"
     )
     parser.add_argument("--notation", choices=("bin", "hex"), default="bin")
+    parser.add_argument("--style", choices=tuple(bits.TRACE_STYLES), default="compact")
     args = parser.parse_args()
     if args.data:
         rows = [
@@ -92,10 +94,12 @@ def main() -> None:
             f"correct {correct}/{len(rows)} = {100 * correct / len(rows):.2f}%  (ambiguous rows: {amb_correct}/{ambiguous})"
         )
 
-    options = bits.RenderOptions(notation=args.notation)
+    options = bits.RenderOptions(notation=args.notation, style=args.style)
     start = time.perf_counter()
     traces = [bits.render(s, options) for _, s in solved]
-    print(f"render {time.perf_counter() - start:.2f} s  notation {args.notation}")
+    print(
+        f"render {time.perf_counter() - start:.2f} s  notation {args.notation}  style {args.style}"
+    )
     broken = sum(1 for t, (_, s) in zip(traces, solved) if extract_answer(t) != s.answer)
     print(
         f"trace chars: {_percentiles([len(t) for t in traces])}  (boxed answer != solver answer: {broken})"
@@ -103,6 +107,8 @@ def main() -> None:
     counter = TokenCounter.load(args.tokenizer)  # the real tokenizer unless told otherwise
     lengths = counter.lengths([(user_message(r["prompt"]), t) for t, (r, _) in zip(traces, solved)])
     print(f"generated {counter.describe()}: {_percentiles([n.generated for n in lengths])}")
+    over = sum(not n.fits() for n in lengths)
+    print(f"completions over the scorer's limits: {over}")
 
 
 if __name__ == "__main__":

@@ -2,10 +2,10 @@
 
     python bench/held_out_priors.py train_dev.csv
 
-Two-fold, split by a hash of the row id (stable across runs), for the two families whose
-tie-breaks use a fitted prior and whose fit scripts take a CSV: bit manipulation and
-cryptarithm (the numeric-equation script has its own `--report` cross-validation). The
-shipped priors are fitted on the whole split, so in-sample figures flatter them.
+Two-fold, split by a hash of the row id (stable across runs), for the families whose
+tie-breaks use a fitted prior: bit manipulation, numeric equations and cryptarithm. The
+shipped priors are fitted on the whole split, so in-sample figures flatter them. The bit
+and numeric fit scripts' `--report` add k-fold figures over several deals of the folds.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from reasonlab.puzzles.base import Solution
 from reasonlab.puzzles.bits import family as bit_manipulation
 from reasonlab.puzzles.bits import rules as bit_rules
 from reasonlab.puzzles.equations import cryptarithm
+from reasonlab.puzzles.equations import numeric as equation_numeric
 from reasonlab.puzzles.registry import classify
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
@@ -34,8 +35,10 @@ def _fold(row_id: str) -> int:
     return hashlib.sha256(row_id.encode()).digest()[0] % 2
 
 
-def _fit(script: str, rows: list[dict[str, str]], work: Path) -> Path:
-    data, out = work / f"{script}.csv", work / f"{script}.json"
+def _fit(script: str, rows: list[dict[str, str]], work: Path, fold: int) -> Path:
+    # One file per fold: the priors' loaders cache by path, so a reused path would hand
+    # the second fold the first fold's prior (fitted on the second fold's own rows).
+    data, out = work / f"{script}.{fold}.csv", work / f"{script}.{fold}.json"
     write_rows(data, rows, ("id", "prompt", "answer"))
     subprocess.run(
         [sys.executable, str(SCRIPTS / script), str(data), "--out", str(out)],
@@ -58,11 +61,13 @@ def main() -> None:
             train = [r for r in rows if _fold(r["id"]) != fold]
             test = [r for r in rows if _fold(r["id"]) == fold]
             bit_prior = bit_rules.Prior.from_json(
-                _fit("fit_bit_prior.py", train, Path(tmp)).read_text()
+                _fit("fit_bit_prior.py", train, Path(tmp), fold).read_text()
             )
-            # not load_prior: it caches by path, and both folds write the same file
-            crypt_prior = cryptarithm.Prior.from_json(
-                json.loads(_fit("fit_cryptarithm_prior.py", train, Path(tmp)).read_text())
+            crypt_prior = cryptarithm.load_prior(
+                _fit("fit_cryptarithm_prior.py", train, Path(tmp), fold)
+            )
+            numeric_prior = equation_numeric.load_prior(
+                _fit("fit_equation_prior.py", train, Path(tmp), fold)
             )
             for row in test:
                 kind = classify(row["prompt"])
@@ -70,6 +75,11 @@ def main() -> None:
                     label, outcome = (
                         kind.family,
                         bit_manipulation.solve(bit_manipulation.parse(row["prompt"]), bit_prior),
+                    )
+                elif kind.family == "equation_numeric":
+                    label = f"{kind.family}/{kind.subtype}"
+                    outcome = equation_numeric.solve(
+                        equation_numeric.parse(row["prompt"]), numeric_prior
                     )
                 elif kind.family == "cryptarithm":
                     label = f"{kind.family}/{kind.subtype}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import random
 import re
@@ -358,7 +359,9 @@ def _source(transform: Transform, position: int) -> int | None:
 def test_generated_traces_are_faithful():
     for g in generated(80, seed=13):
         solution = bits.solve(bits.parse(g.prompt))
-        assert_trace_is_faithful(solution.puzzle, bits.render(solution))
+        text = bits.render(solution)
+        assert_trace_is_faithful(solution.puzzle, text)
+        assert_guess_line(solution, text)
 
 
 def test_faithfulness_check_catches_a_false_value():
@@ -377,6 +380,375 @@ def test_dev_traces_are_faithful_and_box_the_solvers_answer(dev_rows):
         assert extract_answer(text) == solution.answer, row["id"]
         assert len(text) <= 2 * 7680, row["id"]
         assert_trace_is_faithful(solution.puzzle, text)
+        assert_guess_line(solution, text)
+
+
+# ---- the explicit style: every value recomputed, with an evaluator of its own ----
+
+_TOKEN = re.compile(r"\(|\)|,|[A-Za-z]+\d*|\S")
+
+
+def _evaluate(text: str, values: dict[str, int], mask: int) -> int:
+    """A formula as traces write it (NOT, AND, OR, XOR, MAJ, CHOICE, parentheses; one
+    binary operator per level) over `values`, bitwise within `mask`."""
+    tokens = _TOKEN.findall(text)
+    pos = 0
+
+    def take(expected: str | None = None) -> str:
+        nonlocal pos
+        token = tokens[pos]
+        assert expected is None or token == expected, (text, pos)
+        pos += 1
+        return token
+
+    def atom() -> int:
+        token = take()
+        if token == "NOT":
+            return ~atom() & mask
+        if token == "(":
+            value = expr()
+            take(")")
+            return value
+        if token in ("MAJ", "CHOICE"):
+            take("(")
+            a = expr()
+            take(",")
+            b = expr()
+            take(",")
+            c = expr()
+            take(")")
+            return (a & b) | (a & c) | (b & c) if token == "MAJ" else (a & b) | (~a & mask & c)
+        if token in ("0", "1"):
+            return mask if token == "1" else 0
+        return values[token]
+
+    def expr() -> int:
+        nonlocal pos
+        value = atom()
+        while pos < len(tokens) and tokens[pos] in ("AND", "OR", "XOR"):
+            op = take()
+            other = atom()
+            value = {"AND": value & other, "OR": value | other, "XOR": value ^ other}[op]
+        return value
+
+    value = expr()
+    assert pos == len(tokens), text
+    return value
+
+
+def _reading(kind: str, letter: str, p: int) -> str:
+    if kind == "rol":
+        return f"x[({p}+{letter}) mod 8]"
+    if kind == "shl":
+        return f"x[{letter}]" if p == 0 else f"x[{p}+{letter}], 0 past bit 7"
+    return f"x[7-{letter}]" if p == 7 else f"x[{p}-{letter}], 0 before bit 0"
+
+
+def _g_bit(family: Family, amounts: dict[int, int], p: int, x: int) -> int:
+    """G's output bit at `p` from the assigned copies' bits (unassigned: 0)."""
+    key = 0
+    for j, kind in enumerate(family.kinds):
+        bit = _bit(Transform(kind, amounts[j]).apply(x), p) if j in amounts else 0
+        key = key * 2 + bit
+    return (family.table >> key) & 1
+
+
+def _parse_listing(letters: str, listing: str) -> set[tuple[int, ...]]:
+    found: set[tuple[int, ...]] = set()
+    if listing == "none":
+        return found
+    for group in listing.split():
+        *head, tails = group.split(",")
+        found |= {(*map(int, head), int(t)) for t in tails.split("/")}
+    assert all(len(t) == len(letters.split(",")) for t in found), listing
+    return found
+
+
+def _computed(pairs, operands: list[Transform], line: str, x: int) -> int:
+    """Check `name=bits` values of one example line; the output y."""
+    values = dict(re.findall(r"(\w+)=([01]{8})", line))
+    env = {}
+    for t in operands:
+        assert values[t.name] == format(t.apply(x), "08b"), (line, t.name)
+        env[t.name] = t.apply(x)
+    for label, formula in pairs:
+        env[label] = _evaluate(formula, env, 0xFF)
+        assert values[label] == format(env[label], "08b"), (line, label)
+    return env["y"]
+
+
+def _steps_of(text: str) -> list[tuple[str, str]]:
+    """`s1 = ..., y = ...` as (label, formula) pairs."""
+    return [tuple(part.split(" = ", 1)) for part in re.split(r", (?=(?:s\d+|y) = )", text)]
+
+
+def _widened(family: Family, current: set, letters: str, new_letters: str) -> set:
+    """`current` assignments (over `letters`) with every amount for the operands
+    `new_letters` adds, copies of one kind in rising order."""
+    idx = ["ABC".index(c) for c in new_letters.split(",")]
+    old = ["ABC".index(c) for c in letters.split(",")] if letters else []
+    added = [j for j in idx if j not in old]
+    widened = set()
+    for t in current:
+        for extra in itertools.product(range(1, 8), repeat=len(added)):
+            full = {**dict(zip(old, t)), **dict(zip(added, extra))}
+            kinds = family.kinds
+            if all(
+                full[j] < full[j + 1] for j in full if j + 1 in full and kinds[j] == kinds[j + 1]
+            ):
+                widened.add(tuple(full[j] for j in idx))
+    return widened
+
+
+def _project(current: set, letters: str, onto: str) -> set:
+    """`current` (tuples over `letters`) cut down to the operands `onto` also has."""
+    keep = [i for i, c in enumerate(letters.split(",")) if letters and c in onto.split(",")]
+    return {tuple(t[i] for i in keep) for t in current}
+
+
+class _ExplicitTrace:
+    """Replays an explicit trace line by line, recomputing every value it writes.
+
+    `current` holds the amounts the search keeps (tuples over `letters`, e.g. "A,B"); a
+    `bit p:` line opens a block over the copies read there (`block`, over
+    `block_letters`), narrowed by its example lines, then joined back into `current`.
+    """
+
+    def __init__(self, solution: Solution) -> None:
+        self.solution = solution
+        self.examples = solution.puzzle.examples
+        prior = load_prior()
+        self.order = sorted(prior.weights, key=lambda f: (-prior.rule_probability(f), f))
+        self.forms = -1
+        self.block = None
+
+    def form(self, text: str) -> None:
+        self.close()
+        self.forms += 1
+        self.family = self.order[self.forms]
+        names = [f"{k}{'ABC'[i]}" for i, k in enumerate(self.family.kinds)]
+        assert text == expression(self.family.table, self.family.arity).text(names)
+        self.current, self.letters = {()}, ""
+
+    def reduced(self, p: int, dead_names: str, said: str) -> None:
+        family = self.family
+        dead = [j for j, k in enumerate(family.kinds) if _source(Transform(k, 1), p) is None]
+        assert dead_names == " and ".join(f"{family.kinds[j]}{'ABC'[j]}" for j in dead)
+        live = [j for j in range(family.arity) if j not in dead]
+        for bits_ in range(1 << len(live)):
+            env = {f"{family.kinds[j]}{'ABC'[j]}": (bits_ >> i) & 1 for i, j in enumerate(live)}
+            key = sum(
+                env.get(f"{k}{'ABC'[j]}", 0) << (family.arity - 1 - j)
+                for j, k in enumerate(family.kinds)
+            )
+            assert _evaluate(said.split(" whatever ")[0], env, 1) == (family.table >> key) & 1
+
+    def fixed(self, p: int, want: int, seen: str, verdict: str) -> None:
+        family = self.family
+        bits_seen = [_bit(y, p) for _, y in self.examples]
+        assert seen == " ".join(map(str, bits_seen))
+        assert (verdict == "ok") == all(b == want for b in bits_seen)
+        live = [j for j, k in enumerate(family.kinds) if _source(Transform(k, 1), p) is not None]
+        for bits_ in range(1 << len(live)):  # G ignores the live copies here
+            key = sum(((bits_ >> i) & 1) << (family.arity - 1 - j) for i, j in enumerate(live))
+            assert (family.table >> key) & 1 == want
+
+    def reads(self, p: int, text: str) -> None:
+        self.close()
+        parts = re.split(r", (?=(?:rol|shl|shr)[ABC]\[)", text)
+        for part in parts:
+            k, letter = part[:3], part[3]
+            assert part == f"{k}{letter}[{p}] = {_reading(k, letter, p)}", part
+        read = ",".join(sorted(part[3] for part in parts))
+        inner = p not in (0, 7)
+        self.block_letters = self.letters if inner else read
+        start = _project(self.current, self.letters, self.block_letters)
+        known = ",".join(c for c in self.block_letters.split(",") if c in self.letters)
+        self.block = _widened(self.family, start, known, self.block_letters)
+        self.position, self.widened = p, self.block_letters != known
+
+    def narrow(self, i: int, x_text: str, p: int, want: int, result: str) -> None:
+        x, y = self.examples[i - 1]
+        assert x_text == format(x, "08b") and p == self.position and want == _bit(y, p)
+        idx = ["ABC".index(c) for c in self.block_letters.split(",")]
+        fits = {t for t in self.block if _g_bit(self.family, dict(zip(idx, t)), p, x) == _bit(y, p)}
+        if result == "no change":
+            assert not self.widened and fits == self.block
+        else:
+            letters, listing = result.split("=")
+            assert letters == self.block_letters and _parse_listing(letters, listing) == fits
+        self.block, self.widened = fits, False
+
+    def join(self, letters: str, listing: str) -> None:
+        shared = [c for c in self.letters.split(",") if c in self.block_letters.split(",")]
+        joined = set()
+        for a in self.current:
+            da = dict(zip(self.letters.split(","), a))
+            for b in self.block:
+                db = dict(zip(self.block_letters.split(","), b))
+                if all(da[c] == db[c] for c in shared):
+                    full = {**da, **db}
+                    joined.add(tuple(full[c] for c in letters.split(",")))
+        assert _parse_listing(letters, listing) == joined
+        self.current, self.letters, self.block = joined, letters, None
+
+    def close(self) -> None:
+        """A block not joined back covers every copy pinned so far: it is the new state."""
+        if self.block is not None:
+            assert (
+                not self.block
+                or set(self.letters.split(",")) <= set(self.block_letters.split(","))
+                or not self.letters
+            )
+            self.current, self.letters, self.block = self.block, self.block_letters, None
+
+    def any_amount(self, letters: str, listing: str) -> None:
+        self.close()
+        self.current = _widened(self.family, self.current, self.letters, letters)
+        self.letters = letters
+        assert _parse_listing(letters, listing) == self.current
+
+    def candidate(self, text: str) -> None:
+        self.close()
+        self.steps, self.operands = _steps_of(text), _transforms(text)
+        self.rule = Rule(tuple(self.operands), self.family.table)
+        assert tuple(t.amount for t in self.operands) in self.current
+
+    def check(self, i: int, x_text: str, values: str, verdict: str, said: str | None) -> None:
+        x, y = self.examples[i - 1]
+        assert x_text == format(x, "08b")
+        got = _computed(self.steps, self.operands, values, x)
+        assert got == self.rule.apply(x) and (verdict == "ok") == (got == y)
+        assert verdict == "ok" or said == format(y, "08b")
+
+
+def assert_explicit_trace_is_faithful(solution: Solution, text: str) -> None:
+    t = _ExplicitTrace(solution)
+    puzzle: bits.BitPuzzle = solution.puzzle
+    for line in text.splitlines():
+        if m := re.match(r"^Form y = (.*):$", line):
+            t.form(m[1])
+        elif m := re.match(r"^ bit (\d): (.*) = 0, so y\[\d\] = (.*)$", line):
+            t.reduced(int(m[1]), m[2], m[3])
+        elif m := re.match(
+            r"^ bit (\d): y\[\d\] must be (\d) in every example; "
+            r"the examples' y\[\d\]: ([01 ]+): (ok|no)$",
+            line,
+        ):
+            t.fixed(int(m[1]), int(m[2]), m[3], m[4])
+        elif m := re.match(r"^ bit (\d): (.*)$", line):
+            t.reads(int(m[1]), m[2])
+        elif m := re.match(r"^ .* not read at bits 0 and 7, any amount -> (.*)=(.*)$", line):
+            t.any_amount(m[1], m[2])
+        elif m := re.match(r"^  ex(\d+) x=([01]{8}) y\[(\d)\]=(\d) -> (.*)$", line):
+            t.narrow(int(m[1]), m[2], int(m[3]), int(m[4]), m[5])
+        elif m := re.match(r"^  with bit \d's amounts -> (.*)=(.*)$", line):
+            t.join(m[1], m[2])
+        elif m := re.match(r"^ try (.*):$", line):
+            t.candidate(m[1])
+        elif m := re.match(
+            r"^  ex(\d+) x=([01]{8}) (.*) (ok|but the example says ([01]{8}): reject)$", line
+        ):
+            t.check(int(m[1]), m[2], m[3], m[4], m[5])
+        elif line == "  fits every example":
+            assert all(t.rule.apply(x) == y for x, y in puzzle.examples)
+        elif line == " no amounts fit this form":
+            t.close()
+            assert not consistent_rules(puzzle.examples, [t.family]), t.family
+        elif m := re.match(r"^Rule: (.*)$", line):
+            t.steps, t.operands = _steps_of(m[1]), _transforms(m[1])
+        elif m := re.match(r"^Query x=([01]{8}) (.*)$", line):
+            assert int(m[1], 2) == puzzle.query
+            got = _computed(t.steps, t.operands, m[2], puzzle.query)
+            assert format(got, "08b") == solution.answer
+    assert_guess_line(solution, text)
+
+
+def assert_guess_line(solution: Solution, text: str) -> None:
+    """One line says the answer is a guess, with its posterior, exactly where the examples
+    leave several answers."""
+    groups, _ = bits.rank_answers(solution.puzzle)
+    said = re.findall(r"^This answer is a guess: .* about (\d+)% likely\.$", text, re.MULTILINE)
+    if "disagree on the query" in text and len(groups) > 1:
+        assert said == [f"{groups[0].weight * 100:.0f}"]
+    else:
+        assert not said
+
+
+def test_explicit_traces_are_faithful_and_box_the_answer():
+    for g in generated(80, seed=13):
+        solution = bits.solve(bits.parse(g.prompt))
+        text = bits.render(solution, bits.TRACE_STYLES["explicit"])
+        assert extract_answer(text) == solution.answer
+        assert "Columns" not in text and "column" not in text  # nothing transposed
+        assert_explicit_trace_is_faithful(solution, text)
+
+
+def _falsify_value(line: str) -> str | None:
+    """A check line with the first digit of its computed y flipped."""
+    if " y=" not in line or not line.startswith("  ex"):
+        return None
+    at = line.index(" y=") + 3
+    return line[:at] + ("1" if line[at] == "0" else "0") + line[at + 1 :]
+
+
+def _falsify_narrowing(line: str) -> str | None:
+    """A narrowing line with its last listed amount changed."""
+    if not re.match(r"^  ex\d+ x=.* -> [A-C,]+=[\d,/ ]+$", line):
+        return None
+    return line[:-1] + str(int(line[-1]) % 7 + 1)
+
+
+@pytest.mark.parametrize("falsify", [_falsify_value, _falsify_narrowing])
+def test_explicit_faithfulness_check_catches_a_false_value(falsify):
+    solution = bits.solve(bits.parse(generated(1, seed=14)[0].prompt))
+    text = bits.render(solution, bits.TRACE_STYLES["explicit"])
+    line, wrong = next((l, w) for l in text.splitlines() if (w := falsify(l)))
+    with pytest.raises(AssertionError):
+        assert_explicit_trace_is_faithful(solution, text.replace(line, wrong))
+
+
+def test_explicit_and_compact_pick_the_same_rule():
+    for g in generated(40, seed=21):
+        solution = bits.solve(bits.parse(g.prompt))
+        compact = bits.render(solution)
+        explicit = bits.render(solution, bits.TRACE_STYLES["explicit"])
+        assert compact.rsplit("\n", 1)[1] == explicit.rsplit("\n", 1)[1]  # the same box
+        assert compact.count("Form y = ") == explicit.count("Form y = ")  # forms tried
+
+
+def test_dev_explicit_traces_are_faithful(dev_rows):
+    for row in dev_rows[bits.NAME][::4]:  # a quarter of the rows keeps the fast suite fast
+        solution = bits.solve(bits.parse(row["prompt"]))
+        text = bits.render(solution, bits.TRACE_STYLES["explicit"])
+        assert extract_answer(text) == solution.answer, row["id"]
+        assert_explicit_trace_is_faithful(solution, text)
+
+
+# ---- the style, chosen per family in a dataset recipe ----
+
+
+def test_dataset_recipe_picks_the_explicit_style_for_bits_only(cli, tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        "generated: {n: 4, weights: {bit_manipulation: 2, numeral: 1}}\n"
+        "trace_styles: {bit_manipulation: explicit}\n"
+    )
+    out = tmp_path / "sft.jsonl"
+    cli("dataset", "build", recipe, "-o", out)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    traces = {r["family"]: r["messages"][1]["content"] for r in rows}
+    assert " try " in traces[bits.NAME] and "Columns" not in traces[bits.NAME]
+    assert "Columns" not in traces["numeral"]  # other families keep their only style
+    manifest = json.loads((tmp_path / "sft.jsonl.manifest.json").read_text())
+    assert manifest["recipe"]["trace_styles"] == {bits.NAME: "explicit"}
+    compact = tmp_path / "compact.yaml"
+    compact.write_text("generated: {n: 4, weights: {bit_manipulation: 2}}\n")
+    cli("dataset", "build", compact, "-o", tmp_path / "compact.jsonl")
+    default = [json.loads(l) for l in (tmp_path / "compact.jsonl").read_text().splitlines()]
+    assert all(
+        "Columns" in r["messages"][1]["content"] for r in default if r["family"] == bits.NAME
+    )
 
 
 # ---- generation ----
@@ -425,12 +797,31 @@ def test_prior_rejects_a_table_of_the_wrong_size():
         Prior.from_json(bad)
 
 
-def test_fit_script_recovers_the_generating_family(tmp_path, write_csv):
+def _fit_script():
     spec = importlib.util.spec_from_file_location(
         "fit_bit_prior", REPO / "scripts" / "fit_bit_prior.py"
     )
-    fit_bit_prior = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fit_bit_prior)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_fit_script_reports_held_out_accuracy(tmp_path, write_csv, capsys):
+    rows = [
+        {"id": str(i), "prompt": g.prompt, "answer": g.answer}
+        for i, g in enumerate(generated(24, seed=15))
+    ]
+    path = write_csv("bits.csv", rows, ["id", "prompt", "answer"])
+    assert _fit_script().main([str(path), "--report", "--folds", "2", "--seeds", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "in-sample" in out and out.count("2-fold cross-validation (seed") == 2
+    held_out = [int(n) for n in re.findall(r"seed \d\): (\d+)/24", out)]
+    assert len(held_out) == 2 and all(0 < n <= 24 for n in held_out)
+    assert "2-fold, 2 seeds: mean" in out
+
+
+def test_fit_script_recovers_the_generating_family(tmp_path, write_csv):
+    fit_bit_prior = _fit_script()
     family = Family(("rol", "shl", "shr"), MAJ)
     rows = [
         {"id": str(i), "prompt": g.prompt}

@@ -108,6 +108,8 @@ def test_dataset_build_mixes_dedupes_and_writes_manifest(cli, write_csv, tmp_pat
         ({"generated": {"n": -1}}, ["generated.n"]),
         ({"max_new_tokens": 9000}, ["max_new_tokens"]),
         ({"shuffle": True}, ["shuffle"]),
+        ({"trace_styles": {"bits": "explicit"}}, ["trace_styles", "unknown family"]),
+        ({"trace_styles": {"gravity": "explicit"}}, ["trace_styles", "gravity offers", "compact"]),
     ],
 )
 def test_bad_recipes_name_the_field(tmp_path, recipe, words) -> None:

@@ -77,6 +77,7 @@ def build_dataset(
         workers=workers,
         allow_incomplete=recipe.allow_incomplete_traces,
         on_progress=on_progress,
+        styles=recipe.trace_styles,
     )
     source_of = {row["id"]: row["source"] for row in unique}
     examples = [{**example, "source": source_of[example["id"]]} for example in result.rows]

@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from reasonlab.competition import MAX_NEW_TOKENS
+from reasonlab.data.solve import offered_styles
 from reasonlab.formats.csvio import DataError, read_text
 from reasonlab.puzzles.registry import FAMILIES
 
@@ -50,6 +51,21 @@ class DatasetRecipe(BaseModel):
     max_new_tokens: int = Field(MAX_NEW_TOKENS, gt=0, le=MAX_NEW_TOKENS)
     tokenizer: Path | None = None  # exact token counts; otherwise an estimate
     allow_incomplete_traces: bool = False
+    # family -> trace style, e.g. {bit_manipulation: explicit}; unnamed families: compact
+    trace_styles: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("trace_styles")
+    @classmethod
+    def _offered_styles(cls, styles: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(styles) - set(FAMILIES))
+        if unknown:
+            raise ValueError(f"unknown family {', '.join(unknown)}; known: {', '.join(FAMILIES)}")
+        for family, style in styles.items():
+            if style not in (offered := offered_styles(family)):
+                raise ValueError(
+                    f"{family} offers trace styles {', '.join(offered)}, not {style!r}"
+                )
+        return styles
 
 
 def load_recipe(path: str | Path) -> DatasetRecipe:

@@ -2,7 +2,8 @@
 
 Each row becomes a `SolvedRow`: the answer, one status of `STATUSES` (they exclude each
 other) and a detail saying why or how sure. With `render=True` the chain-of-thought trace
-comes back too, so `traces` reuses this loop instead of repeating it.
+comes back too, so `traces` reuses this loop instead of repeating it; `styles` picks, per
+family, one of the trace styles the family offers (`offered_styles`; default `compact`).
 
 With `workers` > 1 the rows go to a process pool whose workers ignore SIGINT: Ctrl-C
 reaches the parent alone, which terminates every worker before the KeyboardInterrupt
@@ -15,7 +16,7 @@ import multiprocessing
 import os
 import signal
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from reasonlab.puzzles.base import PuzzleFormatError, Solution
@@ -27,6 +28,7 @@ __all__ = [
     "SOLUTION_STATUSES",
     "STATUSES",
     "SolvedRow",
+    "offered_styles",
     "solve_one",
     "solve_rows",
 ]
@@ -75,8 +77,20 @@ def _solution_detail(solution: Solution) -> str:
     return "; ".join(parts)
 
 
-def solve_one(row_id: str, prompt: str, render: bool = False) -> SolvedRow:
-    """Classify, parse, solve (and render) one prompt; every failure becomes a status."""
+def offered_styles(family: str) -> tuple[str, ...]:
+    """The trace styles a family's `render` offers: `compact` always, and any named in the
+    module's TRACE_STYLES (style name -> the render options that write it)."""
+    return (
+        "compact",
+        *(s for s in getattr(family_module(family), "TRACE_STYLES", {}) if s != "compact"),
+    )
+
+
+def solve_one(
+    row_id: str, prompt: str, render: bool = False, styles: Mapping[str, str] | None = None
+) -> SolvedRow:
+    """Classify, parse, solve (and render, in the family's style) one prompt; every
+    failure becomes a status."""
     kind = classify(prompt)
     if kind.family == UNKNOWN:
         return SolvedRow(row_id, UNKNOWN, "", "", "no_solver", "no family recognises this prompt")
@@ -92,7 +106,13 @@ def solve_one(row_id: str, prompt: str, render: bool = False) -> SolvedRow:
             status = "guessed" if outcome.partial else "unsolved"
             answer = outcome.partial or ""
             return SolvedRow(row_id, kind.family, kind.subtype, answer, status, outcome.reason)
-        trace = module.render(outcome) if render else None
+        style = (styles or {}).get(kind.family, "compact")
+        if not render:
+            trace = None
+        elif style == "compact":
+            trace = module.render(outcome)
+        else:
+            trace = module.render(outcome, module.TRACE_STYLES[style])
     except PuzzleFormatError as err:
         return SolvedRow(
             row_id, kind.family, kind.subtype, "", "unsolved", f"malformed prompt: {err}"
@@ -117,11 +137,15 @@ def solve_one(row_id: str, prompt: str, render: bool = False) -> SolvedRow:
     )
 
 
-def _solve_chunk(chunk: list[tuple[str, str]], render: bool) -> list[SolvedRow]:
-    return [solve_one(row_id, prompt, render) for row_id, prompt in chunk]
+def _solve_chunk(
+    chunk: list[tuple[str, str]], render: bool, styles: Mapping[str, str] | None
+) -> list[SolvedRow]:
+    return [solve_one(row_id, prompt, render, styles) for row_id, prompt in chunk]
 
 
-def _solve_chunk_star(task: tuple[list[tuple[str, str]], bool]) -> list[SolvedRow]:
+def _solve_chunk_star(
+    task: tuple[list[tuple[str, str]], bool, Mapping[str, str] | None],
+) -> list[SolvedRow]:
     return _solve_chunk(*task)
 
 
@@ -135,6 +159,7 @@ def solve_rows(
     workers: int = 1,
     render: bool = False,
     on_progress: Callable[[int], None] | None = None,
+    styles: Mapping[str, str] | None = None,
 ) -> list[SolvedRow]:
     """Solve every row (`id`, `prompt`), in input order; `workers` > 1 uses processes."""
     items = [(row["id"], row["prompt"]) for row in rows]
@@ -142,7 +167,7 @@ def solve_rows(
     results: list[SolvedRow] = []
     if workers <= 1:
         for chunk in chunks:
-            results.extend(_solve_chunk(chunk, render))
+            results.extend(_solve_chunk(chunk, render, styles))
             if on_progress:
                 on_progress(len(chunk))
         return results
@@ -151,7 +176,7 @@ def solve_rows(
     # (python/cpython#94440, #125886: seen here as InvalidStateError CANCELLED on Ctrl-C).
     pool = multiprocessing.Pool(min(workers, len(chunks) or 1), initializer=_ignore_sigint)
     try:
-        for chunk_result in pool.imap(_solve_chunk_star, [(c, render) for c in chunks]):
+        for chunk_result in pool.imap(_solve_chunk_star, [(c, render, styles) for c in chunks]):
             results.extend(chunk_result)
             if on_progress:
                 on_progress(len(chunk_result))

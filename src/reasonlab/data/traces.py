@@ -10,7 +10,7 @@ dropped row is counted, per family, under the one reason that dropped it.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from reasonlab.competition import MAX_NEW_TOKENS, user_message
@@ -86,8 +86,11 @@ def build_traces(
     workers: int = 1,
     allow_incomplete: bool = False,
     on_progress: Callable[[int], None] | None = None,
+    styles: Mapping[str, str] | None = None,
 ) -> TraceResult:
     """Solve and render every row; keep the traces that are right and fit the budget.
+
+    `styles` maps a family to one of its trace styles (`data.solve.offered_styles`).
 
     `counter` counts tokens (default: the real tokenizer when available, else an estimate).
     """
@@ -95,7 +98,7 @@ def build_traces(
         raise ValueError(f"max_new_tokens must be at least 1, not {max_new_tokens}")
     counter = counter or TokenCounter.load()
     has_gold = bool(rows) and all("answer" in row for row in rows)
-    solved = solve_rows(rows, workers=workers, render=True, on_progress=on_progress)
+    solved = solve_rows(rows, workers=workers, render=True, on_progress=on_progress, styles=styles)
     stats: dict[str, TraceStats] = {}
     candidates = []
     for row, result in zip(rows, solved):

@@ -26,15 +26,21 @@ from reasonlab.puzzles.bits.rules import (
     Prior,
     Rule,
     consistent_rules,
-    expression,
     load_prior,
     search_any,
 )
-from reasonlab.puzzles.bits.trace import search_trace
+from reasonlab.puzzles.bits.trace import (
+    Style,
+    explicit_rule,
+    explicit_values,
+    rule_steps,
+    search_trace,
+)
 from reasonlab.puzzles.prompt_lines import PromptLayout, example_count, match_lines
 
 __all__ = [
     "NAME",
+    "TRACE_STYLES",
     "AnswerGroup",
     "BitPuzzle",
     "RenderOptions",
@@ -161,19 +167,36 @@ Notation = Literal["bin", "hex"]
 
 @dataclass(frozen=True)
 class RenderOptions:
-    """`hex` writes the fallback's example checks in hex; columns and the query stay binary."""
+    """`style`: how the search is written (`bits.trace`: compact columns, or explicit
+    example by example); `hex` writes the fallback's example checks in hex (the rest
+    stays binary)."""
 
     notation: Notation = "bin"
     alternatives: int = 3  # answers listed when fitting rules disagree on the query
+    style: Style = "compact"
+
+
+# The trace styles this family offers, by name, as `render` takes them (a dataset recipe
+# picks one per family; `data.traces`).
+TRACE_STYLES: dict[str, RenderOptions] = {
+    "compact": RenderOptions(),
+    "explicit": RenderOptions(style="explicit"),
+}
 
 
 def _alternatives(puzzle: BitPuzzle, shown: int) -> list[str]:
-    """The competing answers with a representative rule each: the tie-break made visible."""
+    """The competing answers with a representative rule each: the tie-break made visible,
+    and one line saying the answer is a guess."""
     groups, _ = rank_answers(puzzle)
     lines = [f"Other forms fit all examples too and disagree on the query ({len(groups)} answers):"]
     for g in groups[:shown]:
         lines.append(f"{_bits(g.answer)} from y = {g.best.text} (probability {g.weight:.2f})")
     lines.append("Keep the most probable: the first answer above.")
+    if len(groups) > 1:
+        lines.append(
+            "This answer is a guess: the examples leave it open, and it is about "
+            f"{groups[0].weight:.0%} likely."
+        )
     return lines
 
 
@@ -194,6 +217,14 @@ def _fallback_checks(solution: Solution, show: Callable[[int], str]) -> list[str
     return lines
 
 
+_INTRO = {
+    "compact": "Try the forms most probable first; the edge positions 0 and 7 pin the amounts, "
+    "positions 1-6 check the survivors.",
+    "explicit": "Try the forms most probable first. At bit 0 every shr copy is 0 and at bit 7 "
+    "every shl copy is 0, so there the output bit depends on fewer copies: going through the "
+    "examples one by one keeps only the amounts whose input bit gives the output bit; each "
+    "surviving rule is then computed in full on every example.",
+}
 _COPY_HELP = {
     "rol": "rotate left by N; output position p reads input position (p+N) mod 8",
     "shl": "shift left by N; p reads p+N, or 0 when p+N > 7",
@@ -202,17 +233,16 @@ _COPY_HELP = {
 
 
 def render(solution: Solution, options: RenderOptions = RenderOptions()) -> str:
-    """The column search that finds the rule, the tie-break if any, then the query."""
+    """The search that finds the rule (`options.style`), the tie-break if any, then the query."""
     puzzle: BitPuzzle = solution.puzzle
     rule: Rule = solution.rule
     show = _bits if options.notation == "bin" else (lambda v: format(v, "02X"))
-    search = search_trace(puzzle.examples, load_prior())
+    search = search_trace(puzzle.examples, load_prior(), options.style)
     lines = [
         (
             "Each output bit is a boolean function of bits of shifted/rotated copies of x "
             f"({'; '.join(f'{k}N = {help_text}' for k, help_text in _COPY_HELP.items())}). "
-            "Positions count from 0 at the leftmost bit. Try the forms most probable first; "
-            "the edge positions 0 and 7 pin the amounts, positions 1-6 check the survivors."
+            f"Positions count from 0 at the leftmost bit. {_INTRO[options.style]}"
         ),
         *search.lines,
     ]
@@ -220,16 +250,13 @@ def render(solution: Solution, options: RenderOptions = RenderOptions()) -> str:
         lines += _fallback_checks(solution, show)
     elif solution.ambiguous or search.rule != rule:
         lines += _alternatives(puzzle, options.alternatives)
-    formula = expression(rule.table, rule.arity)
-    names = [t.name for t in rule.operands]
-    lines.append(f"Rule: y = {formula.text(names)}")
-    lines.append(f"Query x = {_bits(puzzle.query)}")
-    values = [t.apply(puzzle.query) for t in rule.operands]
-    lines += [f"{n} = {_bits(v)}" for n, v in zip(names, values)]
-    for step in formula.steps():
-        if step.op == "NOT" and step.args[0].op == "VAR":
-            continue  # a negated copy is read off directly inside the next step
-        lines.append(f"{step.text(names)} = {_bits(step.eval(values))}")
+    if options.style == "compact":
+        lines.append(f"Rule: y = {rule.text}")
+        lines.append(f"Query x = {_bits(puzzle.query)}")
+        lines += rule_steps(rule, puzzle.query)
+    else:
+        lines.append(f"Rule: {explicit_rule(rule)}")
+        lines.append(f"Query x={_bits(puzzle.query)} {explicit_values(rule, puzzle.query)}")
     lines.append(boxed(solution.answer))
     return "\n".join(lines)
 

@@ -20,7 +20,7 @@ import itertools
 import json
 import math
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -228,17 +228,19 @@ class Expr:
             return (a & b) | (a & c) | (b & c)
         return (a & b) | (~a & 0xFF & c)  # CHOICE
 
-    def text(self, names: Sequence[str]) -> str:
+    def text(self, names: Sequence[str], labels: Mapping[Expr, str] | None = None) -> str:
+        """The formula over operand `names`; sub-formulas in `labels` are written as their
+        label (a trace that computes them step by step names each step once)."""
         if self.op == "VAR":
             return names[self.var]
-        parts = [a.text(names) for a in self.args]
+        labels = labels or {}
+        atoms = [a in labels or a.op in ("VAR", "NOT", "MAJ", "CHOICE") for a in self.args]
+        parts = [labels.get(a) or a.text(names, labels) for a in self.args]
         if self.op == "NOT":
-            return f"NOT {parts[0]}" if self.args[0].op == "VAR" else f"NOT({parts[0]})"
+            bare = self.args[0].op == "VAR" or self.args[0] in labels
+            return f"NOT {parts[0]}" if bare else f"NOT({parts[0]})"
         if self.op in _BINARY:
-            wrapped = [
-                p if a.op in ("VAR", "NOT", "MAJ", "CHOICE") else f"({p})"
-                for a, p in zip(self.args, parts)
-            ]
+            wrapped = [p if atom else f"({p})" for atom, p in zip(atoms, parts)]
             return f" {self.op} ".join(wrapped)
         return f"{self.op}({', '.join(parts)})"
 

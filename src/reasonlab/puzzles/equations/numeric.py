@@ -14,11 +14,16 @@ Solving:
    its candidates (rows of only '+', '-', '*' come from another generator, see
    `symbol_group`);
    the query's operation in proportion to P(op | setting) among its candidates. In a
-   guess row the query's family is weighed by how readily an unseen operator with that
-   symbol takes it (`Prior.unseen`) times the chance no shown operator uses it (on dev
-   the unseen operator's family is always a new one). In both kinds of row the query's
-   operation is also weighed by how many of the other operators are plain or twisted
-   (`Prior.twists`): a row of three never has three plain or three twisted ones.
+   guess row the query's family comes from the row's family set (`query_kinds`): every
+   dev row has three operators (the shown ones and, in a guess row, the query's, and
+   perhaps one the examples never use), one of them a subtraction, the other two
+   addition and multiplication or either one with a concatenation (`Prior.family_sets`);
+   the family is then weighed by how often an unseen operator takes it
+   (`Prior.unseen`), and in standard rows by what its symbol allows ('+' adds or
+   concatenates). In both kinds of row the query's operation is also weighed by how
+   many of the other operators are plain or twisted (`Prior.twists`, by `twist_class`):
+   a row of three has exactly one plain operation, or two in a symbolic row that is
+   reversed or mirrored.
 3. The answer is the one with the highest expected score under the metric (hypotheses
    whose answers the metric scores as equal, e.g. 2483 and 2484, pool their weight).
    Equal scores keep the first hypothesis in SETTINGS order, then table order.
@@ -72,14 +77,15 @@ __all__ = [
     "load_prior",
     "parse",
     "puzzle_symbols",
+    "query_kinds",
     "render",
     "solve",
     "symbol_class",
     "symbol_group",
     "trace_rule",
+    "twist_class",
     "twist_contexts",
     "twist_factor",
-    "unused_kinds",
 ]
 
 NAME = "equation_numeric"
@@ -99,18 +105,17 @@ class Prior:
     group_symbols:  symbol frequencies within each group     group -> symbol -> p (generator)
     operations: P(operation | setting)                       setting -> op name -> p
     kinds:      P(family | operator symbol class)            '+', '-', '*', 'other' -> kind -> p
-                of a shown operator (generator)
-    unseen:     how readily an unseen operator takes family k when no shown operator
-                uses k (guess rows' answers / rows where k was free), by symbol class:
-                on dev concatenation is seldom the unseen one, subtraction often
-    symbols:    how often each operator symbol is used       symbol -> p   (generator)
+                of a shown operator (what a standard row's symbol allows)
+    family_sets: P(the families of a row's three operators)  'add+mul+sub' -> p
+                (kinds sorted, joined by '+'); on dev a subtraction is always one of them
+    unseen:     how much more or less often an unseen operator takes family k than
+                the family sets alone say (guess rows' answers / the sets' expectation,
+                shrunk towards 1)                             kind -> factor
     examples:   examples per row                             count -> p    (generator)
-    operators:  distinct operators shown per row             count -> p    (generator)
     twists:     P(an operator's operation is a twist, i.e. not `plain`) by context
-                `group/operators/plain others` (operators in the row, the query's
-                included; how many of the other operators' operations are plain), and
-                by `group` alone (the base rate): on dev a row of three operators never
-                has three plain or three twisted ones.
+                `class/operators/plain others` (`twist_class`; operators in the row,
+                the query's included; how many of the other operators' operations are
+                plain), and by `class` alone (the base rate).
     """
 
     settings: Mapping[str, float]
@@ -119,10 +124,9 @@ class Prior:
     group_symbols: Mapping[str, Mapping[str, float]]
     operations: Mapping[str, Mapping[str, float]]
     kinds: Mapping[str, Mapping[str, float]]
-    unseen: Mapping[str, Mapping[str, float]]
-    symbols: Mapping[str, float]
+    family_sets: Mapping[str, float]
+    unseen: Mapping[str, float]
     examples: Mapping[int, float]
-    operators: Mapping[int, float]
     twists: Mapping[str, float]
 
     @classmethod
@@ -134,10 +138,9 @@ class Prior:
             "group_symbols",
             "operations",
             "kinds",
+            "family_sets",
             "unseen",
-            "symbols",
             "examples",
-            "operators",
             "twists",
         )
         missing = [f for f in fields if f not in data]
@@ -150,10 +153,9 @@ class Prior:
             group_symbols={g: dict(v) for g, v in data["group_symbols"].items()},
             operations={s: dict(v) for s, v in data["operations"].items()},
             kinds={c: dict(v) for c, v in data["kinds"].items()},
-            unseen={c: dict(v) for c, v in data["unseen"].items()},
-            symbols=dict(data["symbols"]),
+            family_sets=dict(data["family_sets"]),
+            unseen=dict(data["unseen"]),
             examples={int(k): v for k, v in data["examples"].items()},
-            operators={int(k): v for k, v in data["operators"].items()},
             twists=dict(data["twists"]),
         )
 
@@ -283,24 +285,67 @@ def fit_weight(fit: Fit, prior: Prior, group: str) -> float:
     return weight
 
 
-def unused_kinds(fit: Fit, prior: Prior) -> dict[str, float]:
-    """P(no shown operator uses family k), from each operator's candidate mass per family."""
-    unused = dict.fromkeys(KINDS, 1.0)
-    for _, names in fit.candidates:
-        total = sum(prior.op(fit.setting, n) for n in names)
-        if total <= 0:  # a prior that rules out every candidate says nothing about families
-            continue
-        for kind in KINDS:
-            used = sum(prior.op(fit.setting, n) for n in names if BY_NAME[n].kind == kind)
-            unused[kind] *= 1 - used / total
-    return unused
+def _left_over(shown: list[str], family_sets: Mapping[str, float]) -> dict[str, float]:
+    """P(query family) given the shown operators' families: each family set that holds
+    them leaves one or two families, and the query takes either of two equally."""
+    out: dict[str, float] = {}
+    for key, p in family_sets.items():
+        rest = key.split("+")
+        for kind in shown:
+            if kind not in rest:
+                break
+            rest.remove(kind)
+        else:
+            for kind in rest:
+                out[kind] = out.get(kind, 0.0) + p / len(rest)
+    return out
+
+
+def _symbol_fit(cls: str, kind: str, prior: Prior) -> float:
+    """How well a standard row's symbol fits family `kind`, 1 for the families it takes
+    ('+': addition or concatenation) and near 0 otherwise; 1 for any symbolic operator."""
+    if cls == "other":
+        return 1.0
+    best = max(prior.kinds.get(c, {}).get(kind, 0.0) for c in STANDARD)
+    return prior.kinds.get(cls, {}).get(kind, 0.0) / best if best > 0 else 0.0
+
+
+def query_kinds(fit: Fit, symbol: str, prior: Prior, group: str) -> dict[str, float]:
+    """P(family of the unseen operator `symbol`) under `fit`: the family sets that hold
+    the shown operators' families (over the joint choices of their candidates, weighted
+    by P(op | setting)), times `Prior.unseen` and, in a standard row, the symbol's fit."""
+    others = [names for other, names in fit.candidates if other != symbol]
+    masses = dict.fromkeys(KINDS, 0.0)
+    for combo in itertools.product(*others):
+        weight = math.prod(prior.op(fit.setting, n) for n in combo)
+        shown = [BY_NAME[n].kind for n in combo]
+        for kind, p in _left_over(shown, prior.family_sets).items():
+            masses[kind] += weight * p
+    cls = symbol_class(symbol, group)
+    masses = {
+        k: m * prior.unseen.get(k, 1.0) * _symbol_fit(cls, k, prior) for k, m in masses.items()
+    }
+    total = sum(masses.values())
+    if total <= 0:  # no family set holds the shown families: any family, evenly
+        return dict.fromkeys(KINDS, 1 / len(KINDS))
+    return {k: m / total for k, m in masses.items()}
+
+
+def twist_class(group: str, setting: Setting) -> str:
+    """The rows that share a plain/twisted pattern: a row of three operators has exactly
+    one plain operation in standard rows and in normal symbolic rows, two in reversed or
+    mirrored symbolic rows (all 84 such dev rows with one consistent rule)."""
+    if group == "standard":
+        return group
+    return f"{group}-{'normal' if setting.name == 'normal' else 'turned'}"
 
 
 def twist_contexts(
     fit: Fit, symbol: str, prior: Prior, group: str, operators: int
 ) -> dict[str, float]:
-    """P(context) for `symbol`, context = `group/operators/plain others` (`Prior.twists`),
-    over the joint choices of the other operators' candidates weighted by P(op | setting)."""
+    """P(context) for `symbol`, context = `class/operators/plain others` (`Prior.twists`,
+    `twist_class`), over the joint choices of the other operators' candidates weighted by
+    P(op | setting)."""
     others = [names for other, names in fit.candidates if other != symbol]
     plain_counts: dict[int, float] = {}
     for combo in itertools.product(*others):
@@ -308,12 +353,13 @@ def twist_contexts(
         plain = sum(BY_NAME[n].plain for n in combo)
         plain_counts[plain] = plain_counts.get(plain, 0.0) + weight
     total = sum(plain_counts.values()) or 1.0
-    return {f"{group}/{operators}/{k}": w / total for k, w in plain_counts.items()}
+    cls = twist_class(group, fit.setting)
+    return {f"{cls}/{operators}/{k}": w / total for k, w in plain_counts.items()}
 
 
-def twist_factor(op: Operation, contexts: Mapping[str, float], group: str, prior: Prior) -> float:
-    """How much the contexts raise or lower `op` against the group's base rate of twists."""
-    base = prior.twists.get(group)
+def twist_factor(op: Operation, contexts: Mapping[str, float], cls: str, prior: Prior) -> float:
+    """How much the contexts raise or lower `op` against its twist class's base rate."""
+    base = prior.twists.get(cls)
     if base is None or not 0 < base < 1:
         return 1.0
     factor = 0.0
@@ -335,21 +381,16 @@ def _query_operations(fit: Fit, query: Expression, prior: Prior, group: str) -> 
     shown = fit.of(query.op)
     operators = len(fit.candidates) + (not shown)
     twists = twist_contexts(fit, query.op, prior, group, operators)
+    cls = twist_class(group, fit.setting)
     if shown:
         masses = {
-            n: prior.op(fit.setting, n) * twist_factor(BY_NAME[n], twists, group, prior)
+            n: prior.op(fit.setting, n) * twist_factor(BY_NAME[n], twists, cls, prior)
             for n in shown
         }
     else:
-        by_symbol = prior.unseen.get(symbol_class(query.op, group), {})
-        unused = unused_kinds(fit, prior)
-        if sum(unused.values()) < 1e-9:  # every family already used: drop the constraint
-            unused = dict.fromkeys(KINDS, 1.0)
+        families = query_kinds(fit, query.op, prior, group)
         masses = {
-            n: by_symbol.get(kind, 1e-3)
-            * unused[kind]
-            * m
-            * twist_factor(BY_NAME[n], twists, group, prior)
+            n: families[kind] * m * twist_factor(BY_NAME[n], twists, cls, prior)
             for kind in KINDS
             for n, m in _within_kind(kind, fit.setting, prior).items()
         }
@@ -490,38 +531,36 @@ def _distinct(rng: random.Random, count: int, weights: Mapping[str, float]) -> l
     return chosen
 
 
-def _plausible(assignment: list[tuple[str, Operation]], group: str, prior: Prior) -> bool:
+def _plausible(assignment: list[tuple[str, Operation]], cls: str, prior: Prior) -> bool:
     """Whether each operator's plain/twisted state is one dev shows in its context (a
-    row of three never has three plain or three twisted operations)."""
-    seen_sizes = {key.rsplit("/", 1)[0] for key in prior.twists if key.count("/") == 2}
+    row of three has one plain operation, or two: see `twist_class`)."""
     for symbol, op in assignment:
         plain_others = sum(o.plain for s, o in assignment if s != symbol)
-        size = f"{group}/{len(assignment)}"
-        p = prior.twists.get(f"{size}/{plain_others}")
-        if p is None:  # a context dev never shows is implausible, unless the row size is new
-            if size in seen_sizes:
-                return False
-            continue
-        if (1 - p if op.plain else p) < 0.05:
+        p = prior.twists.get(f"{cls}/{len(assignment)}/{plain_others}")
+        if p is None or (1 - p if op.plain else p) < 0.05:
             return False
     return True
 
 
 def _draw_assignment(
-    rng: random.Random, symbols: list[str], guess: bool, group: str, setting: Setting, prior: Prior
+    rng: random.Random, group: str, setting: Setting, prior: Prior
 ) -> list[tuple[str, Operation]]:
-    """One operation per symbol, families distinct, drawn by `kinds` (`unseen` for a guess
-    row's last, unseen symbol) and P(op | setting); redrawn while implausible."""
-    for _ in range(100):  # about one draw in four is implausible; 100 never run out on dev
-        assignment: list[tuple[str, Operation]] = []
-        for i, symbol in enumerate(symbols):
-            used = {op.kind for _, op in assignment}
-            table = prior.unseen if guess and i == len(symbols) - 1 else prior.kinds
-            cls = symbol_class(symbol, group)
-            kinds = {k: p for k, p in table[cls].items() if k not in used and p > 0}
-            kind = _draw(rng, kinds or {k: 1.0 for k in KINDS if k not in used})
-            assignment.append((symbol, BY_NAME[_draw(rng, _within_kind(kind, setting, prior))]))
-        if _plausible(assignment, group, prior):
+    """The row's three operators: a family set (`family_sets`), symbols matched to the
+    families as their symbol class allows (`kinds`: in a standard row '-' subtracts),
+    operations by P(op | setting); redrawn while the plain/twisted pattern is implausible."""
+    for _ in range(100):  # about one draw in three is implausible; 100 never run out on dev
+        families = _draw(rng, prior.family_sets).split("+")
+        symbols = _draw_symbols(rng, len(families), group, prior)
+        orders = {
+            order: math.prod(
+                prior.kinds[symbol_class(s, group)].get(k, 0.0) for s, k in zip(order, families)
+            )
+            for order in itertools.permutations(symbols)
+        }
+        symbols = list(_draw(rng, orders))
+        ops = [BY_NAME[_draw(rng, _within_kind(k, setting, prior))] for k in families]
+        assignment = list(zip(symbols, ops))
+        if _plausible(assignment, twist_class(group, setting), prior):
             break
     return assignment
 
@@ -531,29 +570,27 @@ def generate(
     subtype: Literal["deduce", "guess"] = "deduce",
     prior: Prior | None = None,
 ) -> Generated:
-    """A fresh puzzle drawn with dev frequencies: setting, operators (distinct families),
-    3-5 examples with every shown operator at least once, and the exact answer."""
+    """A fresh puzzle drawn with dev frequencies: setting, three operators, 3-5 examples
+    each using one of them at random, a query whose operator the examples show (deduce)
+    or never use (guess), and the exact answer."""
     if subtype not in ("deduce", "guess"):
         raise ValueError(f"subtype must be 'deduce' or 'guess', got {subtype!r}")
     prior = prior or load_prior()
     group = _draw(rng, prior.group_share)
     n_examples = _draw(rng, prior.examples)
-    n_shown = min(_draw(rng, prior.operators), n_examples)
-    if group == "standard":  # only three standard symbols exist
-        n_shown = min(n_shown, 2 if subtype == "guess" else 3)
-    n_operators = n_shown + (subtype == "guess")
-    symbols = _draw_symbols(rng, n_operators, group, prior)
     setting = Setting(_draw(rng, prior.group_settings[group]))
-    assignment = _draw_assignment(rng, symbols, subtype == "guess", group, setting, prior)
-    shown = assignment[:n_shown]
-    order = [i % n_shown for i in range(n_examples)]  # every shown operator at least once
-    rng.shuffle(order)
+    assignment = _draw_assignment(rng, group, setting, prior)
+    while True:  # a guess row's query operator is unused: about one draw in five
+        used = [rng.randrange(len(assignment)) for _ in range(n_examples)]
+        query = rng.randrange(len(assignment))
+        if (query in used) == (subtype == "deduce"):
+            break
     examples = []
-    for i in order:
-        symbol, op = shown[i]
+    for i in used:
+        symbol, op = assignment[i]
         left, right = _operand(rng), _operand(rng)
         examples.append((f"{left}{symbol}{right}", apply(op, left, right, symbol, setting)))
-    query_symbol, query_op = assignment[-1] if subtype == "guess" else rng.choice(shown)
+    query_symbol, query_op = assignment[query]
     left, right = _operand(rng), _operand(rng)
     prompt = format_equation_prompt(examples, f"{left}{query_symbol}{right}")
     answer = apply(query_op, left, right, query_symbol, setting)

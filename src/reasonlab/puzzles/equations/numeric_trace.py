@@ -16,6 +16,8 @@ setting and every operator's operation are FOUND, not only that they check:
    that no candidate explains rejects the setting.
 4. The query is computed with its operator's operation (for an unseen operator, the
    family rule the solver used) and written back in the setting.
+5. Where the prior, not the examples, picks the answer (an unseen operator, an operator
+   or setting the examples leave open), one line says it is a guess and how likely.
 
 Every value the trace writes is computed here from `ops` (tests recompute each
 one); products of two 2-digit numbers are split into tens and units.
@@ -23,7 +25,7 @@ one); products of two 2-digit numbers are split into tens and units.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from reasonlab.puzzles.base import Solution, boxed
@@ -41,8 +43,12 @@ from reasonlab.puzzles.equations.ops import (
 from reasonlab.puzzles.equations.prompt import EquationPrompt, Expression
 
 __all__ = [
+    "CERTAIN",
+    "KIND_WORDS",
     "LABELS",
     "decode_result",
+    "family_sets_text",
+    "guess_line",
     "operation_order",
     "product_steps",
     "render_trace",
@@ -50,6 +56,9 @@ __all__ = [
     "sign_tell",
 ]
 
+# An answer at least this likely under the prior is the examples' answer, not a guess
+# (hypotheses that disagree with it keep at most 0.5% of the weight).
+CERTAIN = 0.995
 # Short names a trace writes for each operation (candidates are many, so they stay short).
 LABELS: dict[str, str] = {
     "add": "a+b",
@@ -66,7 +75,7 @@ LABELS: dict[str, str] = {
     "rsub": "b-a",
     "rcat": "cat(b,a)",
 }
-_KIND_WORDS = {
+KIND_WORDS = {
     "add": "addition",
     "sub": "subtraction",
     "mul": "multiplication",
@@ -90,6 +99,12 @@ class SearchPrior(Protocol):
     def setting(self, group: str, setting: Setting) -> float: ...
 
     def op(self, setting: Setting, name: str) -> float: ...
+
+
+class TracePrior(SearchPrior, Protocol):
+    """What a numeric trace needs besides the search order: the row family sets."""
+
+    family_sets: Mapping[str, float]
 
 
 def setting_order(prior: SearchPrior, group: str) -> tuple[Setting, ...]:
@@ -271,17 +286,34 @@ def _choice_line(rule: EquationRule, fitting: Sequence[Operation], query: str) -
     return [f"'{query}' fits: {names}; {_label(chosen)} chosen {reason}."]
 
 
-def _query_lines(solution: Solution, rule: EquationRule) -> list[str]:
+def family_sets_text(family_sets: Mapping[str, float]) -> str:
+    """The row family sets the prior holds likely (5% or more), likeliest first."""
+    likely = sorted(((-p, key) for key, p in family_sets.items() if p >= 0.05))
+    return " or ".join(
+        f"{', '.join(KIND_WORDS[k] for k in key.split('+'))} ({-p:.0%})" for p, key in likely
+    )
+
+
+def guess_line(probability: float) -> list[str]:
+    """One line saying the answer is the prior's pick, unless the examples settle it."""
+    if probability >= CERTAIN:
+        return []
+    return [
+        f"This answer is a guess: the examples leave it open, and it is about {probability:.0%} likely."
+    ]
+
+
+def _query_lines(solution: Solution, rule: EquationRule, prior: TracePrior) -> list[str]:
     q = solution.puzzle.query
     op = BY_NAME[rule.query_operation]
     lines = []
     if rule.guessed:
-        used = [k for k in KINDS if any(BY_NAME[n].kind == k for _, n, _ in rule.operations)]
-        free = [_KIND_WORDS[k] for k in KINDS if k not in used]
+        shown = [n for s, n, _ in rule.operations if s != q.op]
+        used = [KIND_WORDS[k] for k in KINDS if any(BY_NAME[n].kind == k for n in shown)]
         lines.append(
-            f"'{q.op}' is not in the examples, so it takes a family no operator uses: "
-            f"used {', '.join(_KIND_WORDS[k] for k in used) or 'none'}; "
-            f"free {', '.join(free) or 'none (so any)'}; most likely for '{q.op}': {_label(op)}."
+            f"'{q.op}' is not in the examples, so its operation is a guess from how rows are "
+            f"built: three operators, their families {family_sets_text(prior.family_sets)}; "
+            f"used here: {', '.join(used) or 'none'}; likeliest for '{q.op}': {_label(op)}."
         )
     a, b = read_operands(q.left, q.right, rule.setting)
     value = op(a, b)
@@ -291,7 +323,7 @@ def _query_lines(solution: Solution, rule: EquationRule) -> list[str]:
     return lines
 
 
-def render_trace(solution: Solution, prior: SearchPrior, group: str) -> str:
+def render_trace(solution: Solution, prior: TracePrior, group: str) -> str:
     """The search for the setting and the operations, the query worked out, the boxed answer."""
     puzzle: EquationPrompt = solution.puzzle
     rule: EquationRule = solution.rule
@@ -323,6 +355,7 @@ def render_trace(solution: Solution, prior: SearchPrior, group: str) -> str:
             found = ops or {}
             break
     lines.extend(_choice_line(rule, found.get(puzzle.query.op, ()), puzzle.query.op))
-    lines.extend(_query_lines(solution, rule))
+    lines.extend(_query_lines(solution, rule, prior))
+    lines.extend(guess_line(rule.probability))
     lines.append(f"The answer is {solution.answer}.")
     return "\n".join(lines) + "\n" + boxed(solution.answer)
