@@ -38,10 +38,11 @@ BENCH = Path(__file__).resolve().parent
 TOLERANCE = {"cpu": 1e-4, "cuda": 1e-3}  # largest |difference| of a LoRA weight (weights ~0.2)
 
 
-def _recipe(path: Path, batch_size: int) -> Path:
+def _recipe(path: Path, batch_size: int, kernels: str) -> Path:
     import yaml
 
     recipe = {
+        "kernels": kernels,
         "lora": {"r": 8, "alpha": 16, "dropout": 0.0},
         "learning_rate": 5.0e-3,
         "lr_scheduler": "constant",
@@ -126,6 +127,9 @@ def main() -> None:
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     parser.add_argument("--processes", type=int, choices=(2, 4), default=2)
     parser.add_argument(
+        "--kernels", choices=("auto", "off"), default="auto", help="the recipes' Mamba path"
+    )
+    parser.add_argument(
         "--tolerance", type=float, default=None, help="default: cpu 1e-4, cuda 1e-3"
     )
     parser.add_argument("--workdir", default=None, help="keep the runs here (default: a temp dir)")
@@ -144,8 +148,8 @@ def main() -> None:
     _run([*reasonlab, "tiny-model", "-o", tiny], env)
     data = ("--model", tiny, "--data", tiny / "toy_sft.jsonl")
     one, sharded = root / "one", root / "sharded"
-    one_recipe = _recipe(root / "one.yaml", batch_size=4)
-    sharded_recipe = _recipe(root / "sharded.yaml", batch_size=4 // args.processes)
+    one_recipe = _recipe(root / "one.yaml", 4, args.kernels)
+    sharded_recipe = _recipe(root / "sharded.yaml", 4 // args.processes, args.kernels)
 
     _run([*reasonlab, "train", one_recipe, *data, "--output-dir", one, "--max-steps", 6], env)
     plan = _run(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -69,6 +70,65 @@ def test_sharding_needs_the_grouped_expert_lora():
     with pytest.raises(RecipeError, match="sharding: fsdp2 needs expert_lora: grouped"):
         load_recipe(None, {"model": "m", "data": "d", "output_dir": "o", "sharding": "fsdp2",
                            "expert_lora": "peft"})  # fmt: skip
+
+
+# One process under a one-process gloo group: shard_model's layout and what survives it.
+LAYOUT = """
+import json, sys, torch
+from accelerate import PartialState
+from torch.distributed.fsdp import FSDPModule
+from reasonlab.training import sharded
+from reasonlab.training.packing import collate_packed, isolate_packed_sequences, pack_examples
+from reasonlab.training.recipe import LoraRecipe, TrainRecipe
+from reasonlab.training.train import add_lora
+
+PartialState(cpu=True)
+recipe = TrainRecipe(model=sys.argv[1], data="d", output_dir="o", precision="fp32",
+                     lora=LoraRecipe(r=8, alpha=16), packing=True, loss_chunk_tokens=16,
+                     sharding="fsdp2")
+torch.manual_seed(0)
+model, _ = add_lora(sharded.load_base(recipe, torch.float32), recipe, echo=lambda _: None)
+isolate_packed_sequences(model)
+with torch.no_grad():
+    torch.nn.init.normal_(model.base_model.model.lm_head.lora_B.default.weight)  # B != 0
+examples = [{"input_ids": list(range(5, 5 + n)), "labels": list(range(5, 5 + n))} for n in (40, 30)]
+batch = collate_packed(pack_examples(examples, 128).rows)
+before = float(model(**batch).loss)
+sharded.shard_model(model, recipe)
+loss = model(**batch).loss
+loss.backward()
+print(json.dumps({
+    "units": sorted(n for n, m in model.named_modules() if isinstance(m, FSDPModule)),
+    "experts": [type(m).__name__ for n, m in model.named_modules() if n.endswith("mixer.experts")],
+    "mixers": [getattr(m.forward, "_isolates_packed", False) for m in model.modules()
+               if type(m).__name__ == "NemotronHMamba2Mixer"],
+    "loss_forward": model.get_base_model().forward.__func__.__module__,
+    "grads": sorted({type(p.grad).__name__ for p in model.parameters() if p.requires_grad}),
+    "loss_before": before, "loss_after": float(loss),
+}))
+"""
+
+
+def test_sharding_keeps_the_engines_patches_and_the_loss(tiny_model):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    group = {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1"}
+    done = subprocess.run(
+        [sys.executable, "-c", LAYOUT, str(tiny_model)],
+        capture_output=True, text=True, check=False,
+        env={**ENV, **group, "MASTER_PORT": str(port), "CUDA_VISIBLE_DEVICES": ""},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    facts = json.loads(done.stdout.strip().splitlines()[-1])
+    blocks = [f"base_model.model.model.layers.{i}" for i in range(5)]
+    # the root (""), the embedding and one unit per block; lm_head stays in the root
+    assert facts["units"] == ["", "base_model.model.model.embeddings", *blocks]
+    assert facts["experts"] == ["GroupedExpertsLoRA"] * 2  # the class swap survives
+    assert facts["mixers"] == [True, True]  # the packed-row Mamba forward survives
+    assert facts["loss_forward"] == "reasonlab.training.chunked_loss"
+    assert facts["grads"] == ["DTensor"]  # every LoRA gradient is a shard
+    assert facts["loss_after"] == pytest.approx(facts["loss_before"], rel=1e-6)
 
 
 @pytest.mark.slow  # ~3.5 min on two busy cores: three trainings, a resume, export, verify

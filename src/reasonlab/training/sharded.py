@@ -24,10 +24,11 @@ Layout (`shard_model`), the same in `reasonlab train` and `bench/bench_multi_gpu
   or inside the root, reading their weights inside the owning unit's forward, when FSDP has
   gathered them.
 
-Loading (`load_base`): rank 0 reads the checkpoint (host memory for one copy, not N), the
-others build the same modules on the meta device; after LoRA and the fast path, every rank
-shards on meta and `set_model_state_dict(broadcast_from_rank0=True)` sends each tensor from
-rank 0, each rank keeping its shard on its GPU. LoRA starts equal on every rank (rank 0's).
+Loading (`load_base`, `shard_model`): rank 0 reads the checkpoint (host memory for one
+copy, not N), the others build the same modules on the meta device. After LoRA and the fast
+path, every rank shards on the meta device, allocates its own shards on its GPU, and
+`set_model_state_dict(broadcast_from_rank0=True)` sends each tensor from rank 0, each rank
+keeping its slice. LoRA starts equal on every rank (rank 0's, as one process would draw it).
 
 Trainer: `trainer_arguments` turns on transformers' FSDP handling (an optimizer over the
 sharded parameters, checkpoints with sharded optimizer state, resume); accelerate finds the
