@@ -91,6 +91,7 @@ def train(
             raise RecipeError(f"data: {recipe.data}: is a folder, expected an SFT JSONL file")
         check_outputs(folders=[recipe.output_dir], inputs=[recipe.data, config])
     from reasonlab.training.kernels import KernelError
+    from reasonlab.training.sharded import ShardingError
     from reasonlab.training.train import dry_run as plan_training
     from reasonlab.training.train import is_main_process
     from reasonlab.training.train import train as run_training
@@ -99,7 +100,7 @@ def train(
         with user_errors(RecipeError, KernelError, ValueError):
             plan_training(recipe, echo=echo)
         return
-    with user_errors(RecipeError, KernelError, ValueError):
+    with user_errors(RecipeError, KernelError, ShardingError, ValueError):
         result = run_training(recipe, resume=resume, echo=echo)
     if not is_main_process():
         return

@@ -131,6 +131,11 @@ class TrainRecipe(BaseModel):
         4096, ge=0, description="labelled tokens per lm_head + loss chunk; 0: full logits"
     )
     optimizer: Literal["adamw_torch_fused", "adamw_torch"] = "adamw_torch_fused"
+    sharding: Literal["none", "fsdp2"] = Field(
+        "none",
+        description="under a launcher of N processes: none: each holds the whole model (DDP); "
+        "fsdp2: weights, gradients and optimizer state split N ways (training.sharded)",
+    )
     init_adapter: str | None = Field(
         None,
         description="a native adapter folder (what `train` writes) to continue from: its LoRA "
@@ -148,6 +153,25 @@ class TrainRecipe(BaseModel):
                 f"base_precision: {self.base_precision} quantizes the routed experts, which run "
                 "through the grouped expert LoRA: it needs expert_lora: grouped and "
                 "routed_experts in lora.targets"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _sharded_expert_lora(self) -> TrainRecipe:
+        # PEFT's delta-weight wrapper re-registers the 3-D expert weight as a parametrization
+        # inside each forward, under FSDP2's feet; the grouped path reads it as FSDP gathered it.
+        if (
+            self.sharding == "fsdp2"
+            and self.expert_lora == "peft"
+            and "routed_experts" in self.lora.targets
+        ):
+            raise ValueError(
+                "sharding: fsdp2 needs expert_lora: grouped with routed_experts targets"
+            )
+        if self.sharding == "fsdp2" and self.base_precision != "bf16":
+            # FSDP2 shards plain tensors; fp8 / nf4 storage is the one-GPU way to save memory
+            raise ValueError(
+                f"sharding: fsdp2 shards a bf16 base, not base_precision: {self.base_precision}"
             )
         return self
 

@@ -34,6 +34,8 @@ from reasonlab.training.checkpoints import write_beside_checkpoints
 from reasonlab.training.engine import EnginePaths, apply_fast_path, check, resolve_paths
 from reasonlab.training.lora_targets import adapted_names, resolve_targets
 from reasonlab.training.recipe import TrainRecipe, save_recipe
+from reasonlab.training.sharded import describe as describe_sharding
+from reasonlab.training.sharded import world_size
 
 __all__ = [
     "PARAMETER_MAP_FILE",
@@ -74,6 +76,7 @@ class TrainPlan:
     rows: int  # training rows (several examples each when packing)
     tokens: int  # tokens in all rows
     rows_per_step: int  # batch_size x grad_accum x processes
+    sharding: str  # how the model is spread over the processes (training.sharded)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -89,12 +92,8 @@ class TrainPlan:
                 f"{self.steps_per_epoch} steps per epoch"
             ),
             f"tokens: {self.tokens:,} in all, {per_step:,.0f} per step",
+            f"sharding: {self.sharding}",
         ]
-
-
-def _world_size() -> int:
-    """Processes under accelerate launch / torchrun (they set WORLD_SIZE); 1 otherwise."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def _plan(recipe: TrainRecipe, tokenizer, config) -> tuple[TrainPlan, list[dict]]:
@@ -117,7 +116,8 @@ def _plan(recipe: TrainRecipe, tokenizer, config) -> tuple[TrainPlan, list[dict]
         dropped_too_long=dropped,
         rows=len(rows),
         tokens=sum(len(r["input_ids"]) for r in rows),
-        rows_per_step=recipe.batch_size * recipe.grad_accum * _world_size(),
+        rows_per_step=recipe.batch_size * recipe.grad_accum * world_size(),
+        sharding=describe_sharding(recipe),
     )
     check(recipe, plan.paths)
     return plan, rows
@@ -143,6 +143,8 @@ def dry_run(recipe: TrainRecipe, echo: Callable[[str], None] = print) -> TrainPl
     from reasonlab.training.quantized_base import weights_line
 
     _check_inputs(recipe)
+    if not is_main_process():  # under a launcher: one plan printed, not one per process
+        echo = _quiet
     select(recipe.kernels)
     with torch.device("meta"):  # shapes and module names only: seconds even for 30B
         model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(recipe.model))
@@ -236,29 +238,42 @@ def parameter_wrappers(peft_model) -> dict[str, str]:
 
 
 def _gradient_probe(peft_model, names: list[str]) -> tuple[Callable, dict[str, float]]:
-    """A callback that records, at the first optimizer step, each adapted module's LoRA grad norm."""
+    """A callback that records, at the first optimizer step, each adapted module's LoRA grad norm.
+
+    Parameters are looked up by name at that step: sharding replaces them, and their
+    gradients are then shards.
+    """
     from transformers import TrainerCallback
 
+    from reasonlab.training.sharded import squared_sums
+
     norms: dict[str, float] = {}
-    lora_params: dict[str, list] = {}
+    lora_modules: dict[str, str] = {}  # LoRA parameter name -> its module's name
     for key, param in peft_model.named_parameters():
         if param.requires_grad and ".lora_" in key:
-            module = key.split(".lora_")[0]
-            lora_params.setdefault(module, []).append(param)
+            lora_modules[key] = key.split(".lora_")[0]
     wrappers = parameter_wrappers(peft_model)
 
     def native(module: str) -> str:
         return wrappers.get(module) or module.removeprefix("base_model.model.")
 
     class Probe(TrainerCallback):
-        def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
             if norms:
                 return
-            for module, params in lora_params.items():
-                total = sum(float(p.grad.float().norm()) ** 2 for p in params if p.grad is not None)
-                norms[native(module)] = math.sqrt(total)
+            found = [
+                (lora_modules[key], param.grad)
+                for key, param in model.named_parameters()
+                if key in lora_modules and param.grad is not None
+            ]
+            totals: dict[str, float] = {}
+            for (module, _), square in zip(found, squared_sums([g for _, g in found])):
+                totals[module] = totals.get(module, 0.0) + square
+            norms.update(
+                {native(m): math.sqrt(totals.get(m, 0.0)) for m in set(lora_modules.values())}
+            )
 
-    missing = sorted(set(names) - {native(m) for m in lora_params})
+    missing = sorted(set(names) - {native(m) for m in lora_modules.values()})
     if missing:
         raise RuntimeError(f"adapted modules without trainable LoRA parameters: {missing}")
     return Probe(), norms
@@ -283,36 +298,14 @@ def train(
         TrainingArguments,
     )
 
+    from reasonlab.training import sharded
     from reasonlab.training.kernels import select
 
     out = Path(recipe.output_dir)
     adapter_dir = out / "adapter"
+    shard = sharded.sharding_active(recipe)
 
-    # 1. model: the recipe's Mamba path bound before transformers binds its own
-    select(recipe.kernels)
-    torch.manual_seed(recipe.seed)
-    model = AutoModelForCausalLM.from_pretrained(
-        recipe.model, dtype=getattr(torch, _DTYPES[recipe.precision])
-    )
-
-    # 2. data: the scorer's prompt + completion, tokenized apart, loss on the completion;
-    # the plan (paths, rows, tokens per step) is checked before anything trains
-    tokenizer = _load_tokenizer(recipe)
-    plan, rows = _plan(recipe, tokenizer, model.config)
-    for line in plan.lines():
-        echo(line)
-    dropped = plan.dropped_too_long
-
-    # 3. LoRA on exactly the names the presets resolve to, then the engine's fast paths
-    model, adapted = add_lora(model, recipe, echo)
-    if recipe.init_adapter:  # continue from a trained adapter (a STaR round)
-        from reasonlab.training.warm_start import load_adapter_weights
-
-        loaded = load_adapter_weights(model, recipe.init_adapter, recipe.lora)
-        echo(f"continuing from {recipe.init_adapter}: {loaded} LoRA tensors loaded")
-    probe, grad_norms = _gradient_probe(model, adapted)
-
-    # 4. train
+    # 0. the Trainer's arguments: under a launcher, this joins the process group
     args = TrainingArguments(
         output_dir=str(out),
         learning_rate=recipe.learning_rate,
@@ -333,7 +326,41 @@ def train(
         report_to=[] if recipe.report_to == "none" else [recipe.report_to],
         remove_unused_columns=False,
         optim=recipe.optimizer,
+        **sharded.trainer_arguments(recipe),
     )
+
+    # 1. model: the recipe's Mamba path bound before transformers binds its own; when
+    # sharded, only rank 0 reads the weights (the others build empty modules)
+    select(recipe.kernels)
+    torch.manual_seed(recipe.seed)
+    dtype = getattr(torch, _DTYPES[recipe.precision])
+    if shard:
+        model = sharded.load_base(recipe, dtype)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(recipe.model, dtype=dtype)
+
+    # 2. data: the scorer's prompt + completion, tokenized apart, loss on the completion;
+    # the plan (paths, rows, tokens per step) is checked before anything trains
+    tokenizer = _load_tokenizer(recipe)
+    plan, rows = _plan(recipe, tokenizer, model.config)
+    for line in plan.lines():
+        echo(line)
+    dropped = plan.dropped_too_long
+
+    # 3. LoRA on exactly the names the presets resolve to, then the engine's fast paths
+    model, adapted = add_lora(model, recipe, echo)
+    if recipe.init_adapter:  # continue from a trained adapter (a STaR round)
+        from reasonlab.training.warm_start import load_adapter_weights
+
+        loaded = load_adapter_weights(model, recipe.init_adapter, recipe.lora)
+        echo(f"continuing from {recipe.init_adapter}: {loaded} LoRA tensors loaded")
+    # live wrapper names equal the saved key prefixes (`<prefix>.lora_A.weight`)
+    wrapper_map = dict(sorted(parameter_wrappers(model).items()))
+    probe, grad_norms = _gradient_probe(model, adapted)
+    if shard:  # FSDP2 units, then rank 0's base and LoRA weights sent to every shard
+        sharded.shard_model(model, recipe)
+
+    # 4. train
     # Right padding: Mamba reads left to right, so pads after the text cannot touch it.
     tokenizer.padding_side = "right"
     collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)
@@ -343,14 +370,15 @@ def train(
         isolate_packed_sequences(model)
         collator = functools.partial(collate_packed, pad_to=recipe.pack_length)
     # every checkpoint-N/ gets the wrapper map too, so `reasonlab export` takes any of them
-    exportable = write_beside_checkpoints({PARAMETER_MAP_FILE: parameter_wrappers(model)})
-    trainer = Trainer(
+    exportable = write_beside_checkpoints({PARAMETER_MAP_FILE: wrapper_map})
+    trainer = (sharded.adapter_trainer() if shard else Trainer)(
         model=model,
         args=args,
         train_dataset=rows,
         data_collator=collator,
         callbacks=[probe, exportable],
     )
+    sharded.require_fsdp(trainer, recipe)
     last = _last_checkpoint(out) if resume else None
     if resume:
         echo(f"resuming from {last}" if last else f"no checkpoint in {out}; starting fresh")
@@ -359,11 +387,12 @@ def train(
     # 5. save: adapter (no full lm_head copy), the wrapper map, the resolved recipe, a summary
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     zero_grad = sorted(name for name, norm in grad_norms.items() if not norm > 0.0)
+    # sharded: the LoRA tensors gathered from every rank (a collective), the keys unchanged
+    adapter_state = sharded.gather_adapter(model) if shard else None
     if not trainer.is_world_process_zero():
         return TrainResult(adapter_dir, adapted, len(rows), dropped, losses, zero_grad)
-    model.save_pretrained(adapter_dir, save_embedding_layers=False)
-    # live wrapper names equal the saved key prefixes (`<prefix>.lora_A.weight`)
-    _write_json(adapter_dir / PARAMETER_MAP_FILE, dict(sorted(parameter_wrappers(model).items())))
+    model.save_pretrained(adapter_dir, state_dict=adapter_state, save_embedding_layers=False)
+    _write_json(adapter_dir / PARAMETER_MAP_FILE, wrapper_map)
     save_recipe(recipe, adapter_dir / RECIPE_FILE)
     _write_json(
         adapter_dir / SUMMARY_FILE,
