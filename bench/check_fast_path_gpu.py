@@ -49,7 +49,7 @@ def _run(engine: dict, config, batch, dtype, steps: int = 1, prepare=None, devic
     import torch
     from transformers import AutoModelForCausalLM
 
-    from reasonlab.training.kernels import select
+    from reasonlab.training.kernels import mamba_path, select
     from reasonlab.training.recipe import LoraRecipe, TrainRecipe
     from reasonlab.training.train import add_lora
 
@@ -57,6 +57,11 @@ def _run(engine: dict, config, batch, dtype, steps: int = 1, prepare=None, devic
         model="random", data="random", output_dir="none", lora=LoraRecipe(), **engine
     )
     select(recipe.kernels)
+    path = mamba_path()
+    print(f"{engine}: mamba {path.kind} ({path.detail})", flush=True)
+    wanted = "pytorch" if recipe.kernels == "off" else "fused"
+    if path.kind != wanted:
+        raise SystemExit(f"FAIL: kernels: {recipe.kernels} bound the {path.kind} Mamba path")
     torch.manual_seed(0)
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
@@ -126,7 +131,7 @@ def main() -> None:
         diff = abs(b - a) / abs(a)
         ok &= diff <= 0.01
         when = "before the step" if i == 0 else "after one AdamW step"
-        print(f"loss {when}: reference {a:.5f} fast {b:.5f} relative difference {diff:.2e}")
+        print(f"loss {when}: reference {a:.7f} fast {b:.7f} relative difference {diff:.2e}")
     cosines = {}
     for module, grad in ref_grads.items():
         other = fast_grads.get(module)

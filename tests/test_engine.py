@@ -170,3 +170,19 @@ def test_kernels_required_on_this_cpu_is_a_one_line_error(cli, tiny_model, tmp_p
     )
     result = cli("train", recipe, "--dry-run", expect=1)
     assert "kernels: required, but the Mamba path is pytorch" in result.output
+
+
+def test_kernels_off_then_on_binds_the_kernel_wrappers_again(tiny_model):
+    # An A/B check in one process (bench/check_fast_path_gpu.py) runs `off`, then `required`:
+    # the second model must not keep the PyTorch reference the first one bound.
+    import importlib
+
+    from reasonlab.training.kernels import select
+
+    modeling = importlib.import_module("transformers.models.nemotron_h.modeling_nemotron_h")
+    name = "mamba2_split_conv1d_scan_combined"
+    wrapper = getattr(modeling, name)
+    select("off")
+    assert getattr(modeling, name) is wrapper.__wrapped__
+    select("auto")
+    assert getattr(modeling, name) is wrapper

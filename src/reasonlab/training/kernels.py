@@ -114,11 +114,23 @@ def prepare() -> None:
 
 
 def select(mode: Literal["auto", "required", "off"]) -> None:
-    """Bind the Mamba path a recipe's `kernels` field asks for (before the first forward)."""
+    """Bind the Mamba path a recipe's `kernels` field asks for (before the first forward).
+
+    A process may switch back and forth (an A/B check runs `off`, then `required`): what
+    `use_pytorch_mamba` unbound is bound again before the kernels are prepared.
+    """
     if mode == "off":
         use_pytorch_mamba()
-    else:
-        prepare()
+        return
+    modeling = sys.modules.get(_MODELING)
+    while _UNBOUND:
+        name, function = _UNBOUND.popitem()
+        setattr(modeling, name, function)
+    prepare()
+
+
+# The wrappers `use_pytorch_mamba` replaced (name -> transformers' kernel-or-fallback wrapper).
+_UNBOUND: dict[str, object] = {}
 
 
 def use_pytorch_mamba() -> None:
@@ -126,7 +138,10 @@ def use_pytorch_mamba() -> None:
     modeling = importlib.import_module(_MODELING)
     for name in _KERNEL_FUNCTIONS:
         function = getattr(modeling, name)
-        setattr(modeling, name, getattr(function, "__wrapped__", function))
+        reference = getattr(function, "__wrapped__", function)
+        if reference is not function:
+            _UNBOUND.setdefault(name, function)
+        setattr(modeling, name, reference)
 
 
 def mamba_path() -> MambaPath:
