@@ -39,10 +39,11 @@ __all__ = [
 
 # One H200, all 52 layers of the real config with random bf16 weights, LoRA r=32 on every
 # preset, the fast engine (fused Mamba kernels, grouped expert LoRA, chunked loss, fused
-# AdamW) on 8,192-token rows packed from generated traces' lengths, gradient checkpointing:
-# `python bench/bench_train_step.py --layers 52 --runs fast:8192` (mean of steps 3-6; rows of
-# changing length then, see training.packing.pad_row). The reference engine ran 640 tokens/s.
-MEASURED_TOKENS_PER_S = 4155.0
+# AdamW) on 8,192-token rows packed from generated traces' lengths and padded to the pack
+# length, gradient checkpointing: `python bench/bench_train_step.py --layers 52 --runs
+# fast:8192` (mean of steps 3-5; bench/results/h200-2026-12-02/bench_fast8192.json). The
+# reference engine ran 640 tokens/s at 2,048 tokens.
+MEASURED_TOKENS_PER_S = 9225.4
 MEASURED_SOURCE = "H200, real shapes, fast engine, 8,192-token packs (bench/bench_train_step.py)"
 
 
