@@ -9,7 +9,7 @@ path (a per-expert loop, a fallback kernel) shows by name:
 
   base       the experts without LoRA (transformers' grouped_mm): the floor
   peft       PEFT's ParamWrapper: W + s B A built on every forward
-  grouped    `training.expert_lora`: x W^T + s (x A^T) B^T by grouped GEMMs
+  grouped    `training.engine.expert_lora`: x W^T + s (x A^T) B^T by grouped GEMMs
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def _experts(rank: int, variant: str):
     from peft import LoraConfig, get_peft_model
 
     from reasonlab.submission.verify import REAL_ARCHITECTURE, load_architecture
-    from reasonlab.training.expert_lora import use_grouped_expert_lora
+    from reasonlab.training.engine.expert_lora import use_grouped_expert_lora
 
     config = type(load_architecture()).from_dict(
         {**REAL_ARCHITECTURE, "hybrid_override_pattern": "E", "num_hidden_layers": 1}

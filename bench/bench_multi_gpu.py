@@ -8,7 +8,7 @@ configuration (optionally its first `--layers` layers), LoRA r=32 on every prese
 engine of `bench_train_step.py`'s `fast` run (fused Mamba kernels required, grouped expert
 LoRA, chunked loss, fused AdamW, packed rows from generated traces' lengths), gradient
 checkpointing on, sharded as `reasonlab train` shards a `sharding: fsdp2` recipe
-(`training.sharded.shard_model`: one FSDP2 unit per block, bf16 compute, fp32 LoRA master
+(`training.engine.sharded.shard_model`: one FSDP2 unit per block, bf16 compute, fp32 LoRA master
 weights and reduction). The model is built on the meta device and each GPU allocates its
 own shards only: no process ever holds the whole model, on the GPU or in host memory.
 Launched with one process, nothing is sharded (the one-GPU engine), which gives the
@@ -71,7 +71,7 @@ def _rows(seq_len: int, vocab: int, count: int, seed: int):
     """`count` packed rows of random tokens shaped like traced puzzles, fullest first."""
     import torch
 
-    from reasonlab.training.packing import pack_examples
+    from reasonlab.training.engine.packing import pack_examples
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from bench_train_step import _trace_lengths  # the one-GPU bench's rows
@@ -93,11 +93,11 @@ def run(args) -> dict:
     from transformers import AutoModelForCausalLM
 
     from reasonlab.submission.verify import REAL_ARCHITECTURE, load_architecture
-    from reasonlab.training.engine import check, resolve_paths
-    from reasonlab.training.kernels import select
-    from reasonlab.training.packing import collate_packed, isolate_packed_sequences
+    from reasonlab.training.engine.kernels import select
+    from reasonlab.training.engine.packing import collate_packed, isolate_packed_sequences
+    from reasonlab.training.engine.paths import check, resolve_paths
+    from reasonlab.training.engine.sharded import describe, shard_model, sharding_active
     from reasonlab.training.recipe import LoraRecipe, TrainRecipe
-    from reasonlab.training.sharded import describe, shard_model, sharding_active
     from reasonlab.training.train import add_lora
 
     state = PartialState(cpu=args.smoke)  # the launcher's process group; this rank's GPU

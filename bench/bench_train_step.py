@@ -15,8 +15,8 @@ measures what `reasonlab train` runs:
              delta-weight expert LoRA, full logits, unfused AdamW, one sequence per row
   kernels    the same with the fused Mamba kernels (the first lever alone)
   grouped    fused kernels (required), grouped expert LoRA, chunked loss, fused AdamW
-  fast       grouped, with rows packed from generated traces' lengths (`training.packing`)
-  fast-fp8   fast on a frozen base stored in fp8 (`base_precision: fp8`, training.quantized_base)
+  fast       grouped, with rows packed from generated traces' lengths (`training.engine.packing`)
+  fast-fp8   fast on a frozen base stored in fp8 (`base_precision: fp8`, training.engine.quantized_base)
   fast-nf4   fast on a frozen base stored in nf4 (`base_precision: nf4`, bitsandbytes)
 
 The quantized engines quantize the random bf16 weights right after `add_lora` (as `train`
@@ -88,7 +88,7 @@ def _batches(engine: dict, seq_len: int, vocab: int, steps: int, seed: int):
             ids = torch.randint(0, vocab, (1, seq_len), generator=generator)
             yield {"input_ids": ids.cuda(), "labels": ids.cuda()}, seq_len
         return
-    from reasonlab.training.packing import collate_packed, pack_examples
+    from reasonlab.training.engine.packing import collate_packed, pack_examples
 
     examples = []
     for prompt, completion in _trace_lengths(max(20, steps * seq_len // 4000), seed):
@@ -109,7 +109,7 @@ def run_one(
     from transformers import AutoModelForCausalLM
 
     from reasonlab.submission.verify import REAL_ARCHITECTURE, load_architecture
-    from reasonlab.training.kernels import select
+    from reasonlab.training.engine.kernels import select
     from reasonlab.training.recipe import LoraRecipe, TrainRecipe
     from reasonlab.training.train import add_lora
 
@@ -133,7 +133,7 @@ def run_one(
     with torch.device("cuda"):
         model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
     init_s = time.perf_counter() - start
-    from reasonlab.training.engine import check, resolve_paths
+    from reasonlab.training.engine.paths import check, resolve_paths
 
     paths = resolve_paths(recipe, model.config)
     check(recipe, paths)
@@ -142,7 +142,7 @@ def run_one(
     lora_s = time.perf_counter() - start
     torch.cuda.empty_cache()  # the bf16 copies of quantized weights: reserved no longer
     if recipe.packing:
-        from reasonlab.training.packing import isolate_packed_sequences
+        from reasonlab.training.engine.packing import isolate_packed_sequences
 
         isolate_packed_sequences(model)
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

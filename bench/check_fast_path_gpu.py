@@ -49,7 +49,7 @@ def _run(engine: dict, config, batch, dtype, steps: int = 1, prepare=None, devic
     import torch
     from transformers import AutoModelForCausalLM
 
-    from reasonlab.training.kernels import mamba_path, select
+    from reasonlab.training.engine.kernels import mamba_path, select
     from reasonlab.training.recipe import LoraRecipe, TrainRecipe
     from reasonlab.training.train import add_lora
 

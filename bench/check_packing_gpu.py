@@ -11,7 +11,7 @@ On the H200 image, with the prebuilt kernel wheels (../shared/wheels/README.md):
 A small `nemotron_h` (the real layer kinds and Mamba shapes per head, random bf16 weights,
 gradient checkpointing on, train mode) scores eight examples of uneven lengths (crossing
 the 128-token scan chunks) one at a time, then packed into one row through
-`training.packing`. Checked, and printed as JSON (exit status 1 if any check fails):
+`training.engine.packing`. Checked, and printed as JSON (exit status 1 if any check fails):
 
 - which path ran: transformers' Mamba functions bound to mamba_ssm / causal_conv1d, the
   mixer patch on its fused branch, and the kernels seen by torch.profiler in the packed step;
@@ -150,8 +150,12 @@ def main() -> None:
     import transformers
     from transformers import AutoModelForCausalLM
 
-    from reasonlab.training.kernels import bound_kernels, prepare
-    from reasonlab.training.packing import collate_packed, isolate_packed_sequences, pack_examples
+    from reasonlab.training.engine.kernels import bound_kernels, prepare
+    from reasonlab.training.engine.packing import (
+        collate_packed,
+        isolate_packed_sequences,
+        pack_examples,
+    )
 
     prepare()  # the fused kernels importable (Triton-only mamba_ssm) before the model binds them
 

@@ -73,7 +73,7 @@ def main() -> None:
 
     import torch
 
-    from reasonlab.training.quantized_base import round_base
+    from reasonlab.training.engine.quantized_base import round_base
 
     config = _config(args.layers)
     generator = torch.Generator().manual_seed(2)

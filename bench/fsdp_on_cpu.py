@@ -5,7 +5,7 @@
 
 accelerate (1.15) turns FSDP on only for GPU launches: on CPU its state says MULTI_CPU, the
 Trainer drops the FSDP plugin and wraps the model in DDP (which `reasonlab train` refuses for
-a sharded recipe: `training.sharded.require_fsdp`). Torch's FSDP2 itself runs on CPU over
+a sharded recipe: `training.engine.sharded.require_fsdp`). Torch's FSDP2 itself runs on CPU over
 gloo, so for CPU checks of the sharded path (`bench/check_sharded_train.py --device cpu`,
 which tests/test_sharded.py runs) this script marks the launch as FSDP once accelerate has
 set it up. Nothing else is replaced: the CLI, the Trainer, accelerate's FSDP2 preparation

@@ -14,12 +14,16 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM
 
-from reasonlab.training.chunked_loss import use_chunked_loss
-from reasonlab.training.engine import EnginePaths, check
-from reasonlab.training.expert_lora import GroupedExpertsLoRA, grouped_mm, use_grouped_expert_lora
-from reasonlab.training.kernels import KernelError, MambaPath
+from reasonlab.training.engine.chunked_loss import use_chunked_loss
+from reasonlab.training.engine.expert_lora import (
+    GroupedExpertsLoRA,
+    grouped_mm,
+    use_grouped_expert_lora,
+)
+from reasonlab.training.engine.kernels import KernelError, MambaPath
+from reasonlab.training.engine.paths import EnginePaths, check
+from reasonlab.training.engine.quantized_base import base_path
 from reasonlab.training.lora_targets import resolve_targets
-from reasonlab.training.quantized_base import base_path
 from reasonlab.training.recipe import LoraRecipe, RecipeError, TrainRecipe
 
 EVERY_PRESET = ("attention", "mamba_in", "shared_experts", "routed_experts", "lm_head")
@@ -177,7 +181,7 @@ def test_kernels_off_then_on_binds_the_kernel_wrappers_again(tiny_model):
     # the second model must not keep the PyTorch reference the first one bound.
     import importlib
 
-    from reasonlab.training.kernels import select
+    from reasonlab.training.engine.kernels import select
 
     modeling = importlib.import_module("transformers.models.nemotron_h.modeling_nemotron_h")
     name = "mamba2_split_conv1d_scan_combined"

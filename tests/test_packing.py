@@ -17,7 +17,7 @@ pytest.importorskip("transformers")
 
 from reasonlab.formats.chat import IGNORE_INDEX
 from reasonlab.formats.csvio import DataError
-from reasonlab.training.packing import (
+from reasonlab.training.engine.packing import (
     collate_packed,
     isolate_packed_sequences,
     pack_examples,

@@ -30,9 +30,9 @@ pytest.importorskip("peft")
 import torch
 from transformers import AutoModelForCausalLM
 
-from reasonlab.training.engine import check, resolve_paths
-from reasonlab.training.kernels import KernelError
-from reasonlab.training.quantized_base import (
+from reasonlab.training.engine.kernels import KernelError
+from reasonlab.training.engine.paths import check, resolve_paths
+from reasonlab.training.engine.quantized_base import (
     Fp8Weight,
     Nf4Weight,
     QuantizedLinear,
@@ -76,7 +76,7 @@ def test_weights_are_stored_at_low_precision(precision, max_error, max_bytes_per
 def test_dequantized_matmul_is_the_matmul_with_the_rebuilt_weight(precision, grouped):
     from functools import partial
 
-    from reasonlab.training.expert_lora import grouped_mm
+    from reasonlab.training.engine.expert_lora import grouped_mm
 
     generator = torch.Generator().manual_seed(1)
     shape = (3, 24, 64) if grouped else (24, 64)  # (experts,) out, in

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from reasonlab.training.engine.sharded import describe
 from reasonlab.training.recipe import RecipeError, TrainRecipe, load_recipe
-from reasonlab.training.sharded import describe
 
 pytest.importorskip("peft")
 
@@ -77,8 +77,8 @@ LAYOUT = """
 import json, sys, torch
 from accelerate import PartialState
 from torch.distributed.fsdp import FSDPModule
-from reasonlab.training import sharded
-from reasonlab.training.packing import collate_packed, isolate_packed_sequences, pack_examples
+from reasonlab.training.engine import sharded
+from reasonlab.training.engine.packing import collate_packed, isolate_packed_sequences, pack_examples
 from reasonlab.training.recipe import LoraRecipe, TrainRecipe
 from reasonlab.training.train import add_lora
 
@@ -126,7 +126,7 @@ def test_sharding_keeps_the_engines_patches_and_the_loss(tiny_model):
     assert facts["units"] == ["", "base_model.model.model.embeddings", *blocks]
     assert facts["experts"] == ["GroupedExpertsLoRA"] * 2  # the class swap survives
     assert facts["mixers"] == [True, True]  # the packed-row Mamba forward survives
-    assert facts["loss_forward"] == "reasonlab.training.chunked_loss"
+    assert facts["loss_forward"] == "reasonlab.training.engine.chunked_loss"
     assert facts["grads"] == ["DTensor"]  # every LoRA gradient is a shard
     assert facts["loss_after"] == pytest.approx(facts["loss_before"], rel=1e-6)
 

@@ -90,8 +90,8 @@ def train(
         if Path(recipe.data).is_dir():
             raise RecipeError(f"data: {recipe.data}: is a folder, expected an SFT JSONL file")
         check_outputs(folders=[recipe.output_dir], inputs=[recipe.data, config])
-    from reasonlab.training.kernels import KernelError
-    from reasonlab.training.sharded import ShardingError
+    from reasonlab.training.engine.kernels import KernelError
+    from reasonlab.training.engine.sharded import ShardingError
     from reasonlab.training.train import dry_run as plan_training
     from reasonlab.training.train import is_main_process
     from reasonlab.training.train import train as run_training

@@ -5,7 +5,7 @@ presets are resolved here against the model's own module tree into full names: a
 that finds nothing is an error before training starts, and the list of what was wrapped
 is printed after. Mamba `conv1d` and the MoE router (`gate`) are never targeted; Mamba
 `out_proj` (`mamba_out`) only where its gradient is real: the fused Mamba kernel reads
-`out_proj.weight` directly, so `engine.check` refuses it on that path.
+`out_proj.weight` directly, so `engine.paths.check` refuses it on that path.
 
 Native module tree (transformers `modeling_nemotron_h.py`):
   model.layers.N.mixer.in_proj                       Mamba2 input projection (Linear)

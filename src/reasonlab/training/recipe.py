@@ -24,7 +24,7 @@ __all__ = [
     "save_recipe",
 ]
 
-# How the frozen base weights are stored (training.quantized_base); `precision` is the compute dtype.
+# How the frozen base weights are stored (training.engine.quantized_base); `precision` is the compute dtype.
 BasePrecision = Literal["bf16", "fp8", "nf4"]
 
 
@@ -94,7 +94,7 @@ class TrainRecipe(BaseModel):
     packing: bool = Field(
         False,
         description="pack several examples into each row, kept apart in every layer "
-        "(attention by restarting position_ids, Mamba by seq_idx); see training.packing",
+        "(attention by restarting position_ids, Mamba by seq_idx); see training.engine.packing",
     )
     pack_length: int = Field(
         8192,
@@ -110,7 +110,7 @@ class TrainRecipe(BaseModel):
         "bf16",
         description="storage of the frozen base: bf16 as loaded; fp8 (e4m3 weight-only, GPUs of "
         "compute capability >= 8.9) or nf4 (bitsandbytes 4-bit), routed experts included, each "
-        "weight dequantized per use (training.quantized_base). LoRA weights, optimizer state "
+        "weight dequantized per use (training.engine.quantized_base). LoRA weights, optimizer state "
         "and the saved adapter are the same",
     )
     gradient_checkpointing: bool = True
@@ -134,7 +134,7 @@ class TrainRecipe(BaseModel):
     sharding: Literal["none", "fsdp2"] = Field(
         "none",
         description="under a launcher of N processes: none: each holds the whole model (DDP); "
-        "fsdp2: weights, gradients and optimizer state split N ways (training.sharded)",
+        "fsdp2: weights, gradients and optimizer state split N ways (training.engine.sharded)",
     )
     init_adapter: str | None = Field(
         None,

@@ -7,7 +7,7 @@ would add here (chat rendering, completion-only labels) is done by `formats.chat
 
 Examples are tokenized here (see `reasonlab.formats.chat`): the scorer's rendered prompt
 (loss masked) followed by the completion, one example per row, or with `packing: true`
-several per row, kept apart in every layer (`training.packing`). Examples longer than
+several per row, kept apart in every layer (`training.engine.packing`). Examples longer than
 `max_length` (or `pack_length`) are dropped and counted, never truncated (a cut trace
 would teach the model to stop mid-thought).
 
@@ -31,11 +31,11 @@ from reasonlab.formats.csvio import DataError
 from reasonlab.formats.files import atomic_write
 from reasonlab.formats.jsonl import read_jsonl
 from reasonlab.training.checkpoints import write_beside_checkpoints
-from reasonlab.training.engine import EnginePaths, apply_fast_path, check, resolve_paths
+from reasonlab.training.engine.paths import EnginePaths, apply_fast_path, check, resolve_paths
+from reasonlab.training.engine.sharded import describe as describe_sharding
+from reasonlab.training.engine.sharded import world_size
 from reasonlab.training.lora_targets import adapted_names, resolve_targets
 from reasonlab.training.recipe import TrainRecipe, save_recipe
-from reasonlab.training.sharded import describe as describe_sharding
-from reasonlab.training.sharded import world_size
 
 __all__ = [
     "PARAMETER_MAP_FILE",
@@ -76,7 +76,7 @@ class TrainPlan:
     rows: int  # training rows (several examples each when packing)
     tokens: int  # tokens in all rows
     rows_per_step: int  # batch_size x grad_accum x processes
-    sharding: str  # how the model is spread over the processes (training.sharded)
+    sharding: str  # how the model is spread over the processes (training.engine.sharded)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -97,8 +97,8 @@ class TrainPlan:
 
 
 def _plan(recipe: TrainRecipe, tokenizer, config) -> tuple[TrainPlan, list[dict]]:
-    """The plan, and the training rows: one example each, or packed (`training.packing`)."""
-    from reasonlab.training.packing import pack_examples
+    """The plan, and the training rows: one example each, or packed (`training.engine.packing`)."""
+    from reasonlab.training.engine.packing import pack_examples
 
     examples, dropped = _tokenized_rows(tokenizer, recipe)
     rows, placed = examples, len(examples)
@@ -139,8 +139,8 @@ def dry_run(recipe: TrainRecipe, echo: Callable[[str], None] = print) -> TrainPl
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from reasonlab.training.kernels import select
-    from reasonlab.training.quantized_base import weights_line
+    from reasonlab.training.engine.kernels import select
+    from reasonlab.training.engine.quantized_base import weights_line
 
     _check_inputs(recipe)
     if not is_main_process():  # under a launcher: one plan printed, not one per process
@@ -245,7 +245,7 @@ def _gradient_probe(peft_model, names: list[str]) -> tuple[Callable, dict[str, f
     """
     from transformers import TrainerCallback
 
-    from reasonlab.training.sharded import squared_sums
+    from reasonlab.training.engine.sharded import squared_sums
 
     norms: dict[str, float] = {}
     lora_modules: dict[str, str] = {}  # LoRA parameter name -> its module's name
@@ -298,8 +298,8 @@ def train(
         TrainingArguments,
     )
 
-    from reasonlab.training import sharded
-    from reasonlab.training.kernels import select
+    from reasonlab.training.engine import sharded
+    from reasonlab.training.engine.kernels import select
 
     out = Path(recipe.output_dir)
     adapter_dir = out / "adapter"
@@ -364,8 +364,10 @@ def train(
     # Right padding: Mamba reads left to right, so pads after the text cannot touch it.
     tokenizer.padding_side = "right"
     collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)
-    if recipe.packing:  # several examples a row, kept apart in every layer (training.packing)
-        from reasonlab.training.packing import collate_packed, isolate_packed_sequences
+    if (
+        recipe.packing
+    ):  # several examples a row, kept apart in every layer (training.engine.packing)
+        from reasonlab.training.engine.packing import collate_packed, isolate_packed_sequences
 
         isolate_packed_sequences(model)
         collator = functools.partial(collate_packed, pad_to=recipe.pack_length)

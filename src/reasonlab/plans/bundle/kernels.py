@@ -15,7 +15,7 @@ mamba-ssm is built Triton-only (`MAMBA_SKIP_CUDA_BUILD=TRUE`): Mamba-2 (this mod
 only its Triton SSD kernels, and the skipped CUDA part (Mamba-1's selective scan) is what
 makes a full build take most of an hour. Its package root still imports that missing
 `selective_scan_cuda` extension (2.2.6.post3 and 2.3.2.post1 alike), which would send
-transformers silently to the PyTorch path; `training.kernels.prepare()` satisfies that
+transformers silently to the PyTorch path; `training.engine.kernels.prepare()` satisfies that
 import before the model is built, and `train` prints which path ran.
 """
 

@@ -9,7 +9,7 @@ so `train` (and `train --dry-run`, before any weights load) prints one line per 
   packing    on (rows of <= N tokens) / off
   loss       chunked over labelled tokens / full logits
   optimizer  the TrainingArguments optimizer
-  base       how the frozen base weights are stored: bf16, fp8 or nf4 (`training.quantized_base`)
+  base       how the frozen base weights are stored: bf16, fp8 or nf4 (`training.engine.quantized_base`)
 
 `check` refuses what would run wrongly on the chosen path: `kernels: required` without the
 fused Mamba kernels, a LoRA on Mamba `out_proj` under them (the fused kernel reads
@@ -22,8 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from reasonlab.training.kernels import KernelError, MambaPath, mamba_path
-from reasonlab.training.quantized_base import BasePath, base_path
+from reasonlab.training.engine.kernels import KernelError, MambaPath, mamba_path
+from reasonlab.training.engine.quantized_base import BasePath, base_path
 from reasonlab.training.recipe import RecipeError, TrainRecipe
 
 __all__ = ["EnginePaths", "apply_fast_path", "check", "resolve_paths"]
@@ -100,8 +100,8 @@ def apply_fast_path(peft_model, recipe: TrainRecipe) -> str | None:
     Quantizes the frozen base last (`base_precision`), after PEFT has sized and placed the
     LoRA from the real weights; returns a line saying what it quantized, or None for bf16.
     """
-    from reasonlab.training.chunked_loss import use_chunked_loss
-    from reasonlab.training.expert_lora import use_grouped_expert_lora
+    from reasonlab.training.engine.chunked_loss import use_chunked_loss
+    from reasonlab.training.engine.expert_lora import use_grouped_expert_lora
 
     grouped = recipe.expert_lora == "grouped" and "routed_experts" in recipe.lora.targets
     if grouped and use_grouped_expert_lora(peft_model) == 0:
@@ -110,6 +110,6 @@ def apply_fast_path(peft_model, recipe: TrainRecipe) -> str | None:
         use_chunked_loss(peft_model.get_base_model(), recipe.loss_chunk_tokens)
     if recipe.base_precision == "bf16":
         return None
-    from reasonlab.training.quantized_base import quantize_base
+    from reasonlab.training.engine.quantized_base import quantize_base
 
     return quantize_base(peft_model, recipe.base_precision).line()

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from peft.tuners.lora import ParamWrapper
 
-from reasonlab.training.quantized_base import QuantizedWeight, dequantized_matmul
+from reasonlab.training.engine.quantized_base import QuantizedWeight, dequantized_matmul
 
 __all__ = ["GroupedExpertsLoRA", "grouped_mm", "use_grouped_expert_lora"]
 

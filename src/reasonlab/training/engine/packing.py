@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 from reasonlab.formats.chat import IGNORE_INDEX
 from reasonlab.formats.csvio import DataError
-from reasonlab.training.kernels import mamba_path
+from reasonlab.training.engine.kernels import mamba_path
 
 __all__ = [
     "Packing",

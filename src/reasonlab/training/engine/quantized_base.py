@@ -19,7 +19,7 @@ in the backward (`dequantized_matmul`, an autograd Function that saves nothing),
 dequantized copy lives for one matmul: for the experts, one projection of one layer (all its
 experts at once: 0.64B parameters, 1.2 GiB in bf16, on the real model).
 
-Quantization runs after PEFT wraps the model (`engine.apply_fast_path`): PEFT sizes, places
+Quantization runs after PEFT wraps the model (`engine.paths.apply_fast_path`): PEFT sizes, places
 and types the LoRA from the real parameters, so the LoRA weights, their optimizer state and
 the saved adapter are exactly those of a bf16 base. Each base weight then moves to the
 training device, is quantized there, and its full-precision copy is dropped.
@@ -328,7 +328,7 @@ def weights_line(model: nn.Module, precision: BasePrecision, element_size: int) 
 class BasePath:
     precision: str
     detail: str  # what the base is stored as, and how it is used
-    problem: str | None = None  # why it cannot run here (`engine.check` refuses), or None
+    problem: str | None = None  # why it cannot run here (`engine.paths.check` refuses), or None
 
 
 def base_path(precision: BasePrecision) -> BasePath:
