@@ -19,6 +19,12 @@ from reasonlab.puzzles.registry import FAMILIES
 __all__ = ["DatasetRecipe", "GeneratedMix", "load_recipe"]
 
 
+def _refuse_unknown_families(by_family: dict) -> None:
+    unknown = sorted(set(by_family) - set(FAMILIES))
+    if unknown:
+        raise ValueError(f"unknown family {', '.join(unknown)}; known: {', '.join(FAMILIES)}")
+
+
 class GeneratedMix(BaseModel):
     """`n` generated puzzles per family, scaled by the family's weight (default 1)."""
 
@@ -30,9 +36,7 @@ class GeneratedMix(BaseModel):
     @field_validator("weights")
     @classmethod
     def _known_families(cls, weights: dict[str, float]) -> dict[str, float]:
-        unknown = sorted(set(weights) - set(FAMILIES))
-        if unknown:
-            raise ValueError(f"unknown family {', '.join(unknown)}; known: {', '.join(FAMILIES)}")
+        _refuse_unknown_families(weights)
         if any(w < 0 for w in weights.values()):
             raise ValueError("weights must be >= 0")
         return weights
@@ -57,9 +61,7 @@ class DatasetRecipe(BaseModel):
     @field_validator("trace_styles")
     @classmethod
     def _offered_styles(cls, styles: dict[str, str]) -> dict[str, str]:
-        unknown = sorted(set(styles) - set(FAMILIES))
-        if unknown:
-            raise ValueError(f"unknown family {', '.join(unknown)}; known: {', '.join(FAMILIES)}")
+        _refuse_unknown_families(styles)
         for family, style in styles.items():
             if style not in (offered := offered_styles(family)):
                 raise ValueError(
