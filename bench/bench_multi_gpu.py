@@ -137,6 +137,7 @@ def run(args) -> dict:
     start = time.perf_counter()
     with torch.device("meta"):  # shapes only; each GPU allocates its own part below
         model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    paths = resolve_paths(recipe, model.config)  # the attention transformers chose, too
     model, _ = add_lora(model, recipe, echo=lambda _: None)
     if sharding_active(recipe) or args.shard_alone:
         if not dist.is_initialized():  # one process: a group of one, for a mesh of one
