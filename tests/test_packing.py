@@ -340,6 +340,7 @@ def test_packed_training_lowers_the_loss(packed_training):
     losses = summary["losses"]
     assert len(losses) == 8 and losses[-1] < losses[0] - 0.3
     assert summary["zero_grad"] == []  # every adapted module got a gradient at step 1
+    assert summary["examples"] == 64  # examples trained on, not the 16 rows they fill
 
 
 def test_packed_adapter_exports_packs_and_verifies_like_an_unpacked_one(

@@ -345,7 +345,6 @@ def train(
     plan, rows = _plan(recipe, tokenizer, model.config)
     for line in plan.lines():
         echo(line)
-    dropped = plan.dropped_too_long
 
     # 3. LoRA on exactly the names the presets resolve to, then the engine's fast paths
     model, adapted = add_lora(model, recipe, echo)
@@ -364,9 +363,8 @@ def train(
     # Right padding: Mamba reads left to right, so pads after the text cannot touch it.
     tokenizer.padding_side = "right"
     collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)
-    if (
-        recipe.packing
-    ):  # several examples a row, kept apart in every layer (training.engine.packing)
+    # several examples a row, kept apart in every layer (training.engine.packing)
+    if recipe.packing:
         from reasonlab.training.engine.packing import collate_packed, isolate_packed_sequences
 
         isolate_packed_sequences(model)
@@ -392,7 +390,9 @@ def train(
     # sharded: the LoRA tensors gathered from every rank (a collective), the keys unchanged
     adapter_state = sharded.gather_adapter(model) if shard else None
     if not trainer.is_world_process_zero():
-        return TrainResult(adapter_dir, adapted, len(rows), dropped, losses, zero_grad)
+        return TrainResult(
+            adapter_dir, adapted, plan.examples, plan.dropped_too_long, losses, zero_grad
+        )
     model.save_pretrained(adapter_dir, state_dict=adapter_state, save_embedding_layers=False)
     _write_json(adapter_dir / PARAMETER_MAP_FILE, wrapper_map)
     save_recipe(recipe, adapter_dir / RECIPE_FILE)
@@ -400,8 +400,8 @@ def train(
         adapter_dir / SUMMARY_FILE,
         {
             "adapted": adapted,
-            "examples": len(rows),
-            "dropped_too_long": dropped,
+            "examples": plan.examples,
+            "dropped_too_long": plan.dropped_too_long,
             "losses": losses,
             "first_step_grad_norm": grad_norms,
             "zero_grad": zero_grad,
@@ -410,7 +410,9 @@ def train(
     )
     if zero_grad and not resume:
         echo(f"WARNING: no gradient at the first step for {zero_grad}")
-    return TrainResult(adapter_dir, adapted, len(rows), dropped, losses, zero_grad)
+    return TrainResult(
+        adapter_dir, adapted, plan.examples, plan.dropped_too_long, losses, zero_grad
+    )
 
 
 def is_main_process() -> bool:
