@@ -14,7 +14,8 @@ measures what `reasonlab train` runs:
   reference  today's engine before this work: PyTorch Mamba (`kernels: off`), PEFT's
              delta-weight expert LoRA, full logits, unfused AdamW, one sequence per row
   kernels    the same with the fused Mamba kernels (the first lever alone)
-  grouped    fused kernels (required), grouped expert LoRA, chunked loss, fused AdamW
+  grouped    fused kernels (required), grouped expert LoRA, LoRA Linear layers as one addmm,
+             chunked loss, fused AdamW
   fast       grouped, with rows packed from generated traces' lengths (`training.engine.packing`)
   fast-fp8   fast on a frozen base stored in fp8 (`base_precision: fp8`, training.engine.quantized_base)
   fast-nf4   fast on a frozen base stored in nf4 (`base_precision: nf4`, bitsandbytes)
@@ -27,8 +28,8 @@ as a card of that size would (e.g. `fast-nf4:8192:44` for the 48 GB card target)
 
 A run's tokens are those of its rows (packed rows: the examples' tokens, without the
 padding that fills each row to the given length; unpacked: one random sequence of it). The first two steps are warm-up, not timed. A run
-that runs out of memory is reported as such. `--profile RUN` adds a torch.profiler summary
-of one step of that run.
+that runs out of memory is reported as such. `--profile RUN[,RUN]` adds a torch.profiler summary
+of one step of those runs.
 """
 
 from __future__ import annotations
@@ -44,12 +45,14 @@ ENGINES = {
     "reference": {
         "kernels": "off",
         "expert_lora": "peft",
+        "lora_linear": "peft",
         "loss_chunk_tokens": 0,
         "optimizer": "adamw_torch",
     },
     "kernels": {
         "kernels": "required",
         "expert_lora": "peft",
+        "lora_linear": "peft",
         "loss_chunk_tokens": 0,
         "optimizer": "adamw_torch",
     },
@@ -204,11 +207,12 @@ def _step(model, optimizer, batch):
 
 
 def _profile(model, optimizer, batch) -> list[str]:
-    """Top kernels of one step by GPU time, and the launch count."""
+    """Top kernels of one step by GPU time, the launch count, and the largest copies' shapes."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+    activities = [ProfilerActivity.CPU, ProfilerActivity.CUDA]
+    with profile(activities=activities, record_shapes=True) as prof:
         _step(model, optimizer, batch)
         torch.cuda.synchronize()
     # Kernels only: the table also lists each aten op with its kernels' time, which would
@@ -225,6 +229,11 @@ def _profile(model, optimizer, batch) -> list[str]:
     for e in rows:
         share = e.self_device_time_total / total
         lines.append(f"{share:6.1%} {e.self_device_time_total / 1e3:8.1f} ms  {e.key[:90]}")
+    # which tensors the copy and cast kernels move: the shapes say whose they are
+    copies = [e for e in prof.key_averages(group_by_input_shape=True) if e.key == "aten::copy_"]
+    for e in sorted(copies, key=lambda e: -e.device_time_total)[:8]:
+        shapes = str(e.input_shapes)[:80]
+        lines.append(f"copy_ {e.device_time_total / 1e3:8.1f} ms  x{e.count:<4} {shapes}")
     return lines
 
 
@@ -240,7 +249,7 @@ def main() -> None:
     )
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--rank", type=int, default=32)
-    parser.add_argument("--profile", default="", help="ENGINE:TOKENS of the run to profile")
+    parser.add_argument("--profile", default="", help="ENGINE:TOKENS,... of the runs to profile")
     parser.add_argument("--json", default=None, help="also write every run's figures here")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # a child process's run
     args = parser.parse_args()
@@ -253,7 +262,7 @@ def main() -> None:
             args.layers,
             args.steps,
             args.rank,
-            args.profile == args.one,
+            args.one in args.profile.split(","),
             float(cap),
         )
         figures["run"] = args.one

@@ -117,7 +117,10 @@ def main() -> None:
     batch = {"input_ids": ids, "labels": labels}
 
     reference = _run(
-        {"kernels": "off", "expert_lora": "peft", "loss_chunk_tokens": 0}, config, batch, dtype
+        {"kernels": "off", "expert_lora": "peft", "lora_linear": "peft", "loss_chunk_tokens": 0},
+        config,
+        batch,
+        dtype,
     )
     fast = _run(
         {"kernels": "required", "expert_lora": "grouped", "loss_chunk_tokens": 1024},

@@ -21,6 +21,8 @@ cosine with the other run's, worst first, then checks:
                    reported cosines (the CPU test measured >= 0.94 fp8, >= 0.87 nf4 on the
                    tiny model, where rounding flips near-tied expert choices)
   every LoRA module of BASE gets a non-zero gradient
+  fp8 on CUDA: the compiled rebuild equals the op-by-op one bit for bit, on a weight of the
+               real experts' shape
 
 Exit status 1 when a check fails. `--device cpu` runs the same on the CPU (PyTorch Mamba path,
 bf16 on the CPU: slow, so a shorter pattern and fewer tokens).
@@ -61,6 +63,20 @@ def _compare(name: str, reference, other, loss_tolerance: float, min_cosine: flo
     return ok and all(c >= min_cosine for c in cosines.values())
 
 
+def _compiled_fp8_is_exact() -> bool:
+    """The one-kernel fp8 rebuild (torch.compile) against the same arithmetic op by op."""
+    import torch
+
+    from reasonlab.training.engine.quantized_base import Fp8Weight, _rebuild_fp8
+
+    weight = Fp8Weight(torch.randn(128, 1856, 2688, device="cuda", dtype=torch.bfloat16))
+    compiled = weight.dequantize()
+    eager = _rebuild_fp8(weight.codes, weight.scale, weight.dtype).view(weight.shape)
+    exact = torch.equal(compiled, eager)
+    print(f"  fp8: compiled rebuild of a (128, 1856, 2688) weight equals op by op: {exact}")
+    return exact
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -96,6 +112,8 @@ def main() -> None:
         zero = sorted(module for module, norm in norms.items() if not norm > 0)
         print(f"  {base}: {len(norms) - len(zero)} of {len(norms)} LoRA modules with a gradient")
         ok &= not zero and len(norms) == len(bf16[1])
+        if base == "fp8" and args.device == "cuda":
+            ok &= _compiled_fp8_is_exact()
     print("PASS" if ok else "FAIL")
     raise SystemExit(0 if ok else 1)
 

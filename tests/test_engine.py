@@ -1,7 +1,8 @@
 """The training engine's fast paths compute what the reference paths compute (CPU, fp32).
 
-Grouped routed-expert LoRA against PEFT's delta-weight wrapper, the chunked loss against
-transformers' full-logits loss, and the checks and dry run that say which path runs.
+Grouped routed-expert LoRA against PEFT's delta-weight wrapper, LoRA Linear layers as one
+addmm against PEFT's forward, the chunked loss against transformers' full-logits loss, and
+the checks and dry run that say which path runs.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from reasonlab.training.engine.expert_lora import (
     use_grouped_expert_lora,
 )
 from reasonlab.training.engine.kernels import KernelError, MambaPath
+from reasonlab.training.engine.lora_linear import FusedLoraLinear, use_fused_lora_linear
 from reasonlab.training.engine.paths import EnginePaths, check
 from reasonlab.training.engine.quantized_base import base_path
 from reasonlab.training.lora_targets import resolve_targets
@@ -106,6 +108,60 @@ def test_grouped_expert_lora_keeps_the_saved_adapter(tiny_model, tmp_path):
     assert all(torch.equal(ref[k], new[k]) for k in ref)
 
 
+# ---------------------------------------------------------------- LoRA Linear as one addmm
+def test_fused_lora_linear_equals_peft(tiny_model):
+    model = _peft_model(tiny_model)
+    batch = _batch(model.config.vocab_size)
+    reference = _loss_and_grads(model, batch)
+    swapped = use_fused_lora_linear(model)
+    assert swapped == sum(isinstance(m, FusedLoraLinear) for m in model.modules()) >= 5
+    _assert_same(reference, _loss_and_grads(model, batch))
+
+
+def test_fused_lora_linear_under_bf16_autocast_matches_peft(tiny_model):
+    """As `train` runs on a GPU: a bf16 base, fp32 LoRA, autocast choosing bf16 matmuls."""
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.bfloat16)
+    targets = resolve_targets(base, ("attention", "mamba_in", "shared_experts", "lm_head"))
+    config = LoraConfig(
+        r=4, lora_alpha=8, target_modules=targets.target_modules, init_lora_weights=False
+    )
+    model = get_peft_model(base, config)
+    batch = _batch(model.config.vocab_size)
+
+    def loss_and_grads():
+        model.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(**batch).loss
+        loss.backward()
+        return float(loss), {
+            n: p.grad.float() for n, p in model.named_parameters() if p.grad is not None
+        }
+
+    (loss_ref, grads_ref) = loss_and_grads()
+    use_fused_lora_linear(model)
+    (loss_fast, grads_fast) = loss_and_grads()
+    assert loss_fast == pytest.approx(loss_ref, rel=1e-2)
+    assert grads_fast.keys() == grads_ref.keys()
+    for name, grad in grads_ref.items():
+        cosine = torch.nn.functional.cosine_similarity(
+            grads_fast[name].flatten(), grad.flatten(), 0
+        )
+        assert cosine > 0.99, f"{name}: gradient cosine {float(cosine):.4f}"
+
+
+def test_fused_lora_linear_leaves_disabled_adapters_to_peft(tiny_model):
+    plain = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    model = _peft_model(tiny_model)
+    use_fused_lora_linear(model)
+    ids = _batch(model.config.vocab_size)["input_ids"]
+    with torch.no_grad():
+        expected = plain(input_ids=ids).logits
+        with model.disable_adapter():
+            torch.testing.assert_close(model(input_ids=ids).logits, expected)
+        assert not torch.allclose(model(input_ids=ids).logits, expected)
+
+
 # ---------------------------------------------------------------- chunked loss
 @pytest.mark.parametrize("chunk", [7, 4096])  # several chunks with a ragged last one; one chunk
 def test_chunked_loss_equals_the_full_logits_loss(tiny_model, chunk):
@@ -135,7 +191,8 @@ def test_without_labels_the_model_returns_logits(tiny_model):
 # ---------------------------------------------------------------- checks and the dry run
 def _paths(kind: str) -> EnginePaths:
     bf16 = base_path("bf16")
-    return EnginePaths(MambaPath(kind, "test"), "grouped", "sdpa", "off", "chunked", "adamw", bf16)
+    mamba = MambaPath(kind, "test")
+    return EnginePaths(mamba, "grouped", "addmm", "sdpa", "off", "chunked", "adamw", bf16)
 
 
 def _recipe(**fields) -> TrainRecipe:
@@ -157,7 +214,12 @@ def test_mamba_out_lora_is_refused_under_the_fused_kernel_only():
 
 def test_dry_run_names_every_path_and_trains_nothing(train_cli, tmp_path):
     output = train_cli(tmp_path / "run", "--dry-run").output
-    for line in ("mamba: pytorch", "experts: grouped LoRA", "attention:", "packing: off"):
+    for line in (
+        "mamba: pytorch",
+        "experts: grouped LoRA",
+        "linear: LoRA as one addmm",
+        "packing: off",
+    ):
         assert line in output
     assert "loss: chunked" in output and "optimizer: adamw_torch_fused" in output
     assert "rows: 64, 4 per optimizer step, 16 steps per epoch" in output
@@ -190,3 +252,28 @@ def test_kernels_off_then_on_binds_the_kernel_wrappers_again(tiny_model):
     assert getattr(modeling, name) is wrapper.__wrapped__
     select("auto")
     assert getattr(modeling, name) is wrapper
+
+
+# ---------------------------------------------------------------- activations
+def test_relu_squared_in_the_compute_dtype_equals_the_fp32_detour():
+    from transformers.activations import ReLUSquaredActivation
+
+    from reasonlab.training.engine.activations import ComputeDtypeActivation
+
+    x = torch.randn(4096, dtype=torch.bfloat16) * 30
+    relu2 = ReLUSquaredActivation()
+    kept = ComputeDtypeActivation(relu2)(x)
+    assert kept.dtype == torch.bfloat16
+    assert torch.equal(kept, relu2(x.float()).to(torch.bfloat16))
+
+
+def test_every_relu_squared_of_the_model_is_wrapped_and_the_loss_is_unchanged(tiny_model):
+    from reasonlab.training.engine.activations import keep_activations_in_compute_dtype
+
+    model = _peft_model(tiny_model)
+    batch = _batch(model.config.vocab_size)
+    reference = _loss_and_grads(model, batch)
+    moe_layers = model.config.hybrid_override_pattern.count("E")
+    # each MoE layer: its shared expert (an MLP) and its routed experts
+    assert keep_activations_in_compute_dtype(model) == 2 * moe_layers
+    _assert_same(reference, _loss_and_grads(model, batch))

@@ -127,6 +127,11 @@ class TrainRecipe(BaseModel):
     expert_lora: Literal["grouped", "peft"] = Field(
         "grouped", description="routed-expert LoRA by grouped matmuls, or PEFT's delta weights"
     )
+    lora_linear: Literal["fused", "peft"] = Field(
+        "fused",
+        description="LoRA Linear layers: base + s (x A^T) B^T as one addmm, or PEFT's forward "
+        "(a scale pass and an add pass over each output)",
+    )
     loss_chunk_tokens: int = Field(
         4096, ge=0, description="labelled tokens per lm_head + loss chunk; 0: full logits"
     )

@@ -33,7 +33,8 @@ def grouped_mm(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor) -> torch
     """Rows of `x` (S, k) grouped by `offsets` (cumulative ends), group g times `w[g]` (k, n).
 
     `x` is cast to the weight's dtype first: under autocast the experts' activation (relu^2,
-    a `pow`) returns fp32, which the grouped GEMM does not take. CUDA bf16 with 16-byte-
+    a `pow`) returns fp32 unless `engine.activations` keeps it in the compute dtype, and the
+    grouped GEMM takes one dtype. CUDA bf16 with 16-byte-
     aligned sizes uses torch's grouped GEMM; anything else (CPU, odd ranks of a tiny test
     model) a loop over the groups, exact and differentiable.
     """
@@ -58,8 +59,7 @@ class _Factors:
     # Both column-major (a transposed view of a contiguous tensor), as grouped GEMM kernels
     # take the weight operand and as the base weights (E, out, in) are passed.
     a: torch.Tensor  # (E, in, r): x @ a[e] = x A_e^T
-    b: torch.Tensor  # (E, r, out): (x A_e^T) @ b[e] = x A_e^T B_e^T
-    scaling: float
+    b: torch.Tensor  # (E, r, out): (x A_e^T) @ b[e] = s x A_e^T B_e^T, the scaling s folded in
 
 
 def _factors(wrapper: ParamWrapper, dtype: torch.dtype) -> _Factors | None:
@@ -73,8 +73,9 @@ def _factors(wrapper: ParamWrapper, dtype: torch.dtype) -> _Factors | None:
     weight_b = wrapper.lora_B[name].weight  # (out, r*E)
     rank = weight_a.shape[0] // experts
     a = weight_a.to(dtype).view(experts, rank, -1).transpose(1, 2)
-    b = weight_b.to(dtype).view(-1, rank, experts).permute(2, 0, 1).contiguous().transpose(1, 2)
-    return _Factors(a, b, wrapper.scaling[name])
+    # scaled on the small factor (and in its own precision), not on the (tokens, out) product
+    b = (weight_b * wrapper.scaling[name]).to(dtype).view(-1, rank, experts)
+    return _Factors(a, b.permute(2, 0, 1).contiguous().transpose(1, 2))
 
 
 def _project(
@@ -93,7 +94,7 @@ def _project(
     else:
         out = grouped_mm(x, weight.transpose(1, 2), offsets)
     if lora is not None:
-        out = out + lora.scaling * grouped_mm(grouped_mm(x, lora.a, offsets), lora.b, offsets)
+        out = out + grouped_mm(grouped_mm(x, lora.a, offsets), lora.b, offsets)
     return out
 
 

@@ -5,6 +5,7 @@ so `train` (and `train --dry-run`, before any weights load) prints one line per 
 
   mamba      fused (mamba_ssm Triton SSD + causal_conv1d) / pytorch (and why)
   experts    grouped LoRA (this project) / PEFT delta-weight wrapper / base implementation
+  linear     LoRA Linear layers as one addmm (this project) / PEFT's forward
   attention  transformers' attention implementation (sdpa, eager, flash_attention_2)
   packing    on (rows of <= N tokens) / off
   loss       chunked over labelled tokens / full logits
@@ -33,6 +34,7 @@ __all__ = ["EnginePaths", "apply_fast_path", "check", "resolve_paths"]
 class EnginePaths:
     mamba: MambaPath
     experts: str
+    linear: str
     attention: str
     packing: str
     loss: str
@@ -43,6 +45,7 @@ class EnginePaths:
         return [
             f"mamba: {self.mamba.kind} ({self.mamba.detail})",
             f"experts: {self.experts}",
+            f"linear: {self.linear}",
             f"attention: {self.attention}",
             f"packing: {self.packing}",
             f"loss: {self.loss}",
@@ -60,6 +63,11 @@ def resolve_paths(recipe: TrainRecipe, config) -> EnginePaths:
         experts = "grouped LoRA: x W^T + s (x A^T) B^T per expert, no delta weights"
     else:
         experts = f"PEFT delta-weight wrapper (W + s B A per step); base experts: {base_experts}"
+    linear = (
+        "LoRA as one addmm: base + s (x A^T) B^T, no scale or add pass"
+        if recipe.lora_linear == "fused"
+        else "PEFT's LoRA forward (scale and add passes)"
+    )
     mamba = mamba_path()
     apart = (
         "seq_idx in the fused kernels" if mamba.kind == "fused" else "one mixer call per example"
@@ -78,7 +86,7 @@ def resolve_paths(recipe: TrainRecipe, config) -> EnginePaths:
     )
     attention = getattr(config, "_attn_implementation", None) or "default"
     base = base_path(recipe.base_precision)
-    return EnginePaths(mamba, experts, attention, packing, loss, recipe.optimizer, base)
+    return EnginePaths(mamba, experts, linear, attention, packing, loss, recipe.optimizer, base)
 
 
 def check(recipe: TrainRecipe, paths: EnginePaths) -> None:
@@ -100,12 +108,17 @@ def apply_fast_path(peft_model, recipe: TrainRecipe) -> str | None:
     Quantizes the frozen base last (`base_precision`), after PEFT has sized and placed the
     LoRA from the real weights; returns a line saying what it quantized, or None for bf16.
     """
+    from reasonlab.training.engine.activations import keep_activations_in_compute_dtype
     from reasonlab.training.engine.chunked_loss import use_chunked_loss
     from reasonlab.training.engine.expert_lora import use_grouped_expert_lora
+    from reasonlab.training.engine.lora_linear import use_fused_lora_linear
 
     grouped = recipe.expert_lora == "grouped" and "routed_experts" in recipe.lora.targets
     if grouped and use_grouped_expert_lora(peft_model) == 0:
         raise RuntimeError("expert_lora: grouped found no routed-expert LoRA wrapper to install")
+    keep_activations_in_compute_dtype(peft_model)  # the same values, without an fp32 detour
+    if recipe.lora_linear == "fused":
+        use_fused_lora_linear(peft_model)
     if recipe.loss_chunk_tokens:
         use_chunked_loss(peft_model.get_base_model(), recipe.loss_chunk_tokens)
     if recipe.base_precision == "bf16":

@@ -5,7 +5,8 @@ stored between uses:
 
   bf16  as loaded (nothing here runs)
   fp8   weight-only float8 e4m3, one fp32 scale per output channel (per expert and output
-        channel for the 3-D experts); plain torch casts, so the CPU computes the same numbers
+        channel for the 3-D experts); rebuilt as code x scale in fp32, rounded once (on CUDA
+        one compiled kernel, on the CPU the same arithmetic op by op)
   nf4   bitsandbytes' 4-bit NormalFloat (`quantize_4bit` / `dequantize_4bit`), blocks of 64
         weights, the blocks' scales quantized again to 8 bits (QLoRA's double quantization)
 
@@ -36,6 +37,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 
 import torch
 from torch import nn
@@ -94,20 +96,46 @@ class QuantizedWeight(nn.Module):
 
 
 class Fp8Weight(QuantizedWeight):
-    """e4m3 codes with one scale per output channel: w ~= codes * amax / 448, row by row."""
+    """e4m3 codes with one scale per output channel: w ~= codes * amax / 448, row by row.
+
+    Kept as rows (a 3-D expert weight's experts and outputs flattened), so every weight
+    with the same row length shares one compiled rebuild.
+    """
 
     def __init__(self, weight: torch.Tensor) -> None:
         super().__init__(weight)
-        amax = weight.detach().abs().amax(dim=-1).float()  # (..., out)
+        rows = weight.detach().reshape(-1, weight.shape[-1])  # (experts x out, in) or (out, in)
+        amax = rows.abs().amax(dim=-1).float()
         scale = (amax / torch.finfo(_FP8).max).clamp(min=torch.finfo(torch.float32).tiny)
-        codes = (weight.detach().float() / scale[..., None]).to(_FP8)
+        codes = (rows.float() / scale[:, None]).to(_FP8)
         # stored as bytes: a model-wide `.to(dtype)` casts floating buffers, and fp8 is one
         self.register_buffer("codes", codes.view(torch.uint8))
         self.register_buffer("scale", scale)
 
     def dequantize(self) -> torch.Tensor:
-        codes = self.codes.view(_FP8).to(self.dtype)
-        return codes.mul_(self.scale[..., None].to(self.dtype))
+        codes, scale = self.codes, self.scale
+        if codes.is_cuda:
+            torch._dynamo.mark_dynamic(codes, 0)  # any number of rows, one compiled kernel
+            torch._dynamo.mark_dynamic(scale, 0)
+            torch._dynamo.mark_static(
+                codes, 1
+            )  # the row length a constant: no division by a variable
+            return _rebuild_fp8_compiled()(codes, scale, self.dtype).view(self.shape)
+        return _rebuild_fp8(codes, scale, self.dtype).view(self.shape)
+
+
+def _rebuild_fp8(codes: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """codes (rows, columns; e4m3 bits as uint8) times their row's fp32 scale, rounded once."""
+    return (codes.view(_FP8).float() * scale[:, None]).to(dtype)
+
+
+@cache
+def _rebuild_fp8_compiled() -> Callable:
+    """`_rebuild_fp8` as one fused kernel (torch.compile): a byte read and two bytes written a
+    weight. Op by op it is three passes with an fp32 tensor between them, and the experts'
+    weights are rebuilt three times a step (forward, recompute, backward). One kernel per row
+    length (the real model has four)."""
+    return torch.compile(_rebuild_fp8)
 
 
 class Nf4Weight(QuantizedWeight):
