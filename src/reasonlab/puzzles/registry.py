@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from reasonlab.puzzles.base import FamilyModule, PuzzleFormatError, Solution, Unsolved
 from reasonlab.puzzles.equations.prompt import parse_equation_prompt
@@ -32,15 +32,7 @@ Family = Literal[
     "equation_numeric",
     "cryptarithm",
 ]
-FAMILIES: tuple[str, ...] = (
-    "bit_manipulation",
-    "gravity",
-    "unit_conversion",
-    "cipher",
-    "numeral",
-    "equation_numeric",
-    "cryptarithm",
-)
+FAMILIES: tuple[str, ...] = get_args(Family)
 UNKNOWN = "unknown"
 
 # The sentence each generator opens with, after "In Alice's Wonderland, ".
