@@ -95,9 +95,14 @@ def test_grouped_expert_lora_equals_the_peft_wrapper(tiny_model):
     _assert_same(reference, _loss_and_grads(model, batch))
 
 
-def test_grouped_expert_lora_keeps_the_saved_adapter(tiny_model, tmp_path):
+def test_the_fast_path_keeps_the_saved_adapter(tiny_model, tmp_path):
+    """Grouped expert LoRA, LoRA Linear as addmm and bf16 activations: the same saved keys."""
+    from reasonlab.training.engine.activations import keep_activations_in_compute_dtype
+
     reference, fast = _peft_model(tiny_model), _peft_model(tiny_model)
     use_grouped_expert_lora(fast)
+    use_fused_lora_linear(fast)
+    keep_activations_in_compute_dtype(fast)
     reference.save_pretrained(tmp_path / "ref")
     fast.save_pretrained(tmp_path / "fast")
     from safetensors.torch import load_file
