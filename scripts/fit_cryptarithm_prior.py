@@ -10,8 +10,8 @@ under the prior fitted so far (expectation-maximisation from a flat prior, `ITER
 rounds); their setting (per symbol group), each operator's operation and family (per
 symbol class; groups and classes as `equations.numeric` defines them), each add/mul
 operation's offset given the row's other operations, and whether an operation is a
-twist given how many of the others are plain (`cryptarithm.twist_context`) are
-counted; a guess row's query operator is counted apart (`unseen`). Twists count every
+twist given its twist class and how many of the others are plain (`cryptarithm.twist_context`)
+are counted; a guess row's query operator is counted apart (`unseen`). Twists count every
 operator's state given the others' (the solver applies them to the query's). Only frequencies
 are written (add-half smoothing), never rows.
 
@@ -98,8 +98,9 @@ def _counts(rows: list[Row], prior: cryptarithm.Prior) -> dict[str, Any]:
                     offsets[cryptarithm.offset_context(others)][str(op.offset)] += share
                 # every operator's state given the others' (not only the query's): 3x the data
                 state = "plain" if op.plain else "twist"
-                twists[cryptarithm.twist_context(others, group)][state] += share
-                twists[group][state] += share
+                cls = cryptarithm.twist_class(group, h.fit.setting)
+                twists[cryptarithm.twist_context(others, cls)][state] += share
+                twists[cls][state] += share
     return {
         "explained": explained,
         "settings": {g: _normalise(v, SMOOTHING) for g, v in settings.items()},

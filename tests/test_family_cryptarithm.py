@@ -585,7 +585,7 @@ def test_every_line_of_generated_derived_traces_is_true(subtype: str) -> None:
         if isinstance(outcome, Solution) and outcome.rule.derivation is not None:
             checked += _verify_derivation(outcome)
             rows += 1
-    assert rows >= 8 and checked >= 800, (rows, checked)  # 10 / 12 rows, ~950 lines
+    assert rows >= 8 and checked >= 700, (rows, checked)  # 13 / 10 rows, ~1,200 / ~790 lines
 
 
 def test_a_guess_says_so_in_one_line() -> None:
@@ -629,9 +629,12 @@ def test_shipped_prior_is_complete_and_holds_the_twist_structure() -> None:
     for setting in ("normal", "reversed", "mirrored"):
         assert abs(sum(prior.operations[setting].values()) - 1) < 1e-3
     assert set(prior.unseen) == set(prior.kinds) == {"+", "-", "*", "other"}
-    # a symbolic row of three operators has two or three plain operations: with both
-    # others twisted the third is plain; a standard row's '-' is a subtraction
-    assert prior.twists["symbolic/3/0"] < 0.2 < prior.twists["symbolic"]
+    # a row of three operators has one plain operation (standard normal), two (standard
+    # turned, symbolic normal) or three (symbolic turned); a standard row's '-' subtracts
+    twists = prior.twists
+    assert twists["standard-normal/3/1"] > 0.9 and twists["standard-turned/3/1"] < 0.2
+    assert twists["symbolic-normal/3/1"] < 0.2 and twists["symbolic-normal/3/2"] > 0.9
+    assert twists["symbolic-turned"] < 0.2 < twists["symbolic-normal"]
     assert prior.kinds["-"]["sub"] > 0.9
 
 

@@ -101,6 +101,7 @@ __all__ = [
     "row_group",
     "solve",
     "solve_found",
+    "twist_class",
     "twist_context",
     "twist_factor",
 ]
@@ -140,9 +141,11 @@ class Prior:
     offsets:    P(offset of an add/mul operation | the row's other operations)
                 context (`offset_context`) -> offset -> p
     twists:     P(the query's operation is a twist, not `plain`) by context (`twist_context`:
-                group, operators in the row, how many of the others are plain), and by
-                group alone (the base rate): on dev a symbolic row of three operators has
-                two or three plain operations, a standard one one or two
+                twist class, i.e. group and whether the setting is normal (`twist_class`),
+                operators in the row, how many of the others are plain), and by class
+                alone (the base rate): on dev a row of three operators has one plain
+                operation in standard normal rows, two in standard turned and symbolic
+                normal rows, three in symbolic turned rows
                 context -> p
     """
 
@@ -273,20 +276,30 @@ def offset_context(others: list[Operation]) -> str:
     return "other-offset" if _offsets(arithmetic) else "other-zero"
 
 
-def twist_context(others: list[Operation], group: str) -> str:
-    """`group/operators/plain others` for one operator: the row's operators (the query's
-    included) and how many of the `others`' operations are plain (a + b, a - b, a * b)."""
-    return f"{group}/{len(others) + 1}/{sum(op.plain for op in others)}"
+def twist_class(group: str, setting: Setting) -> str:
+    """The rows that share a count of plain operations: on dev a row of three operators
+    has one in standard normal rows, two in standard turned (reversed or mirrored) and
+    symbolic normal rows, three in symbolic turned rows (26, 21 + 28, 15 of the deduce
+    rows whose gold answer one setting and set of operations give; no exception)."""
+    return f"{group}-{'normal' if setting.name == 'normal' else 'turned'}"
+
+
+def twist_context(others: list[Operation], cls: str) -> str:
+    """`class/operators/plain others` for one operator (`twist_class`): the row's operators
+    (the query's included) and how many of the `others`' operations are plain (a + b, a - b,
+    a * b)."""
+    return f"{cls}/{len(others) + 1}/{sum(op.plain for op in others)}"
 
 
 def twist_factor(fit: Fit, symbol: str, op: Operation, group: str, prior: Prior) -> float:
-    """How the row's other operations raise or lower `op` for `symbol` against the
-    group's base rate of twists (1 without a fitted rate)."""
-    base = prior.twists.get(group)
+    """How the row's other operations raise or lower `op` for `symbol` against its twist
+    class's base rate of twists (1 without a fitted rate)."""
+    cls = twist_class(group, fit.setting)
+    base = prior.twists.get(cls)
     if base is None or not 0 < base < 1:
         return 1.0
     others = [other for s, other in fit.ops if s != symbol]
-    p = prior.twists.get(twist_context(others, group), base)
+    p = prior.twists.get(twist_context(others, cls), base)
     return (1 - p) / (1 - base) if op.plain else p / base
 
 
