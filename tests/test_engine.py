@@ -60,11 +60,15 @@ def _batch(vocab: int, seed: int = 1) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
-def _loss_and_grads(model, batch, **kwargs) -> tuple[float, dict[str, torch.Tensor]]:
+def _loss_and_grads(
+    model, batch, autocast: bool = False, **kwargs
+) -> tuple[float, dict[str, torch.Tensor]]:
+    """Loss and LoRA gradients (fp32) of one step; `autocast`: under CPU bf16 autocast."""
     model.zero_grad(set_to_none=True)
-    loss = model(**batch, **kwargs).loss
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        loss = model(**batch, **kwargs).loss
     loss.backward()
-    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    grads = {n: p.grad.float() for n, p in model.named_parameters() if p.grad is not None}
     return float(loss), grads
 
 
@@ -133,19 +137,9 @@ def test_fused_lora_linear_under_bf16_autocast_matches_peft(tiny_model):
     )
     model = get_peft_model(base, config)
     batch = _batch(model.config.vocab_size)
-
-    def loss_and_grads():
-        model.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss = model(**batch).loss
-        loss.backward()
-        return float(loss), {
-            n: p.grad.float() for n, p in model.named_parameters() if p.grad is not None
-        }
-
-    (loss_ref, grads_ref) = loss_and_grads()
+    loss_ref, grads_ref = _loss_and_grads(model, batch, autocast=True)
     use_fused_lora_linear(model)
-    (loss_fast, grads_fast) = loss_and_grads()
+    loss_fast, grads_fast = _loss_and_grads(model, batch, autocast=True)
     assert loss_fast == pytest.approx(loss_ref, rel=1e-2)
     assert grads_fast.keys() == grads_ref.keys()
     for name, grad in grads_ref.items():

@@ -125,14 +125,15 @@ def rank_answers(puzzle: BitPuzzle, prior: Prior | None = None) -> tuple[list[An
     heaviest: dict[bytes, Rule] = {}  # per function (signature), its heaviest rule
     for rule in sorted(weights, key=rank):
         heaviest.setdefault(rule.signature(), rule)
+    counted = set(heaviest.values())  # the rules that vote: one per function
     by_answer: dict[int, list[Rule]] = defaultdict(list)
     for rule in weights:
         by_answer[rule.apply(puzzle.query)].append(rule)
-    total = sum(weights[r] for r in heaviest.values())
+    total = sum(weights[r] for r in counted)
     groups = [
         AnswerGroup(
             answer,
-            sum(weights[r] for r in group if heaviest[r.signature()] == r) / total,
+            sum(weights[r] for r in group if r in counted) / total,
             min(group, key=rank),
             tuple(group),
         )

@@ -115,11 +115,11 @@ class Fp8Weight(QuantizedWeight):
     def dequantize(self) -> torch.Tensor:
         codes, scale = self.codes, self.scale
         if codes.is_cuda:
-            torch._dynamo.mark_dynamic(codes, 0)  # any number of rows, one compiled kernel
+            # any number of rows, one compiled kernel; the row length a constant, so the
+            # kernel's row index is no division by a variable
+            torch._dynamo.mark_dynamic(codes, 0)
             torch._dynamo.mark_dynamic(scale, 0)
-            torch._dynamo.mark_static(
-                codes, 1
-            )  # the row length a constant: no division by a variable
+            torch._dynamo.mark_static(codes, 1)
             return _rebuild_fp8_compiled()(codes, scale, self.dtype).view(self.shape)
         return _rebuild_fp8(codes, scale, self.dtype).view(self.shape)
 
