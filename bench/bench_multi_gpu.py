@@ -94,7 +94,11 @@ def run(args) -> dict:
 
     from reasonlab.submission.verify import REAL_ARCHITECTURE, load_architecture
     from reasonlab.training.engine.kernels import select
-    from reasonlab.training.engine.packing import collate_packed, isolate_packed_sequences
+    from reasonlab.training.engine.packing import (
+        batch_to,
+        collate_packed,
+        isolate_packed_sequences,
+    )
     from reasonlab.training.engine.paths import check, resolve_paths
     from reasonlab.training.engine.sharded import describe, shard_model, sharding_active
     from reasonlab.training.recipe import LoraRecipe, TrainRecipe
@@ -161,7 +165,7 @@ def run(args) -> dict:
     times, tokens, losses = [], [], []
     for step in range(args.steps):
         batch = collate_packed([rows[(step * world + rank) % len(rows)]])
-        batch = {k: v.to(state.device) for k, v in batch.items()}
+        batch = batch_to(batch, state.device)
         synchronize()
         if world > 1:
             dist.barrier()

@@ -91,7 +91,7 @@ def _batches(engine: dict, seq_len: int, vocab: int, steps: int, seed: int):
             ids = torch.randint(0, vocab, (1, seq_len), generator=generator)
             yield {"input_ids": ids.cuda(), "labels": ids.cuda()}, seq_len
         return
-    from reasonlab.training.engine.packing import collate_packed, pack_examples
+    from reasonlab.training.engine.packing import batch_to, collate_packed, pack_examples
 
     examples = []
     for prompt, completion in _trace_lengths(max(20, steps * seq_len // 4000), seed):
@@ -102,7 +102,7 @@ def _batches(engine: dict, seq_len: int, vocab: int, steps: int, seed: int):
     for step in range(steps):  # filled to seq_len, as `train` does: one shape every step
         row = rows[step % len(rows)]
         batch = collate_packed([row], pad_to=seq_len)
-        yield {k: v.cuda() for k, v in batch.items()}, len(row["input_ids"])
+        yield batch_to(batch, "cuda"), len(row["input_ids"])
 
 
 def run_one(

@@ -14,8 +14,10 @@ the 128-token scan chunks) one at a time, then packed into one row through
 `training.engine.packing`. Checked, and printed as JSON (exit status 1 if any check fails):
 
 - which path ran: transformers' Mamba functions bound to mamba_ssm / causal_conv1d, the
-  mixer patch on its fused branch, and the kernels seen by torch.profiler in the packed step;
-- the packed loss equals the token-weighted mean of the examples' losses (<= 1e-2 relative,
+  mixer patch on its fused branch, and the kernels seen by torch.profiler in the packed step
+  (the conv, the scan and the flash varlen attention of `training.engine.packed_attention`);
+- the packed loss equals the token-weighted mean of the examples' losses, each run alone
+  through transformers' own attention (`--attn`) (<= 1e-2 relative,
   bf16), in train mode (mamba_split_conv1d_scan_combined) and eval mode (causal_conv1d_fn +
   mamba_chunk_scan_combined), and every parameter's gradient agrees (cosine >= 0.99; the
   MoE routers, which no LoRA adapts, only in fp32);
@@ -89,10 +91,16 @@ def examples(lengths: list[int], vocab_size: int, seed: int = 0) -> list[dict[st
     return found
 
 
-def one_at_a_time(model, rows, backward: bool):
-    """Token-weighted mean of the examples' own losses (each alone); grads accumulate if asked."""
+def one_at_a_time(model, rows, backward: bool, attention: str):
+    """Token-weighted mean of the examples' own losses (each alone); grads accumulate if asked.
+
+    Each example runs through transformers' `attention` (not the packed attention the
+    model was given), so the reference is independent of the code it checks.
+    """
     import torch
 
+    packed_attention = model.config._attn_implementation
+    model.config._attn_implementation = attention
     counts = [sum(label != -100 for label in row["labels"][1:]) for row in rows]
     total, mean = sum(counts), 0.0
     for row, count in zip(rows, counts, strict=True):
@@ -102,6 +110,7 @@ def one_at_a_time(model, rows, backward: bool):
         if backward:
             loss.backward()
         mean += float(loss)
+    model.config._attn_implementation = packed_attention
     return mean
 
 
@@ -136,7 +145,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--attn", default="sdpa", help="attention implementation (sdpa, eager, ...)"
+        "--attn",
+        default="sdpa",
+        help="transformers attention for the one-at-a-time reference (sdpa, eager, ...)",
     )
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"])
@@ -152,6 +163,7 @@ def main() -> None:
 
     from reasonlab.training.engine.kernels import bound_kernels, prepare
     from reasonlab.training.engine.packing import (
+        batch_to,
         collate_packed,
         isolate_packed_sequences,
         pack_examples,
@@ -179,12 +191,12 @@ def main() -> None:
     if path != ("fused" if cuda else "pytorch"):
         failures.append(f"Mamba path is {path}: {bound}")
     packed = collate_packed(pack_examples(rows, sum(len(r["input_ids"]) for r in rows)).rows)
-    batch = {key: value.to(args.device) for key, value in packed.items()}
+    batch = batch_to(packed, args.device)
     if batch["input_ids"].shape[0] != 1 or int(batch["seq_idx"].max()) != len(rows) - 1:
         failures.append("the rows did not pack into one row")
 
     # 2. train mode: loss and gradients, one at a time vs packed
-    reference = one_at_a_time(model, rows, backward=True)
+    reference = one_at_a_time(model, rows, backward=True, attention=args.attn)
     expected_grads = {
         n: p.grad.float().clone() for n, p in model.named_parameters() if p.grad is not None
     }
@@ -212,6 +224,7 @@ def main() -> None:
     kernels_seen = {
         "mamba_ssm chunk scan": any("_chunk_scan_fwd" in name for name in seen),
         "causal_conv1d": any("causal_conv1d" in name for name in seen),
+        "flash varlen attention": any("flash" in name.lower() for name in seen),
     }
     for kernel, found in kernels_seen.items():
         if cuda and not found:
@@ -220,7 +233,7 @@ def main() -> None:
     # 3. eval mode: the other fused branch (causal_conv1d_fn + mamba_chunk_scan_combined)
     model.eval()
     with torch.no_grad():
-        reference_eval = one_at_a_time(model, rows, backward=False)
+        reference_eval = one_at_a_time(model, rows, backward=False, attention=args.attn)
         packed_loss["eval"] = float(model(**batch).loss)
     model.train()
     relative = {
@@ -259,7 +272,8 @@ def main() -> None:
         "dtype": args.dtype,
         "torch": torch.__version__,
         "transformers": transformers.__version__,
-        "attention": args.attn,
+        "attention_one_at_a_time": args.attn,
+        "attention_packed": model.config._attn_implementation,
         "mamba_kernels": bound,
         "mamba_path": path,
         "kernels_seen_in_packed_step": kernels_seen,

@@ -1,8 +1,10 @@
 """The training engine's fast paths compute what the reference paths compute (CPU, fp32).
 
 Grouped routed-expert LoRA against PEFT's delta-weight wrapper, LoRA Linear layers as one
-addmm against PEFT's forward, the chunked loss against transformers' full-logits loss, and
-the checks and dry run that say which path runs.
+addmm against PEFT's forward, the chunked loss against transformers' full-logits loss,
+packed attention against a block-diagonal mask, the compiled norms against the model's, and
+the checks and dry run that say which path runs. The CUDA cases (flash varlen, the compiled
+norm) run where a GPU is: `pytest tests/test_engine.py -k "packed_attention or compiled"`.
 """
 
 from __future__ import annotations
@@ -191,7 +193,9 @@ def test_without_labels_the_model_returns_logits(tiny_model):
 def _paths(kind: str) -> EnginePaths:
     bf16 = base_path("bf16")
     mamba = MambaPath(kind, "test")
-    return EnginePaths(mamba, "grouped", "addmm", "sdpa", "off", "chunked", "adamw", bf16)
+    return EnginePaths(
+        mamba, "grouped", "addmm", "sdpa", "as shipped", "off", "chunked", "adamw", bf16
+    )
 
 
 def _recipe(**fields) -> TrainRecipe:
@@ -217,6 +221,8 @@ def test_dry_run_names_every_path_and_trains_nothing(train_cli, tmp_path):
         "mamba: pytorch",
         "experts: grouped LoRA",
         "linear: LoRA as one addmm",
+        "attention: sdpa",
+        "norms: as shipped (no CUDA here",
         "packing: off",
     ):
         assert line in output
@@ -276,3 +282,86 @@ def test_every_relu_squared_of_the_model_is_wrapped_and_the_loss_is_unchanged(ti
     # each MoE layer: its shared expert (an MLP) and its routed experts
     assert keep_activations_in_compute_dtype(model) == 2 * moe_layers
     _assert_same(reference, _loss_and_grads(model, batch))
+
+
+# ---------------------------------------------------------------- packed attention
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def _qkv(tokens: int, device: str = "cpu", dtype=torch.float32, seed: int = 0):
+    """(1, heads, tokens, dim) queries and grouped keys / values: 8 query heads, 2 KV heads."""
+    generator = torch.Generator().manual_seed(seed)
+    shapes = [(1, 8, tokens, 16), (1, 2, tokens, 16), (1, 2, tokens, 16)]
+    return [torch.randn(s, generator=generator).to(device, dtype) for s in shapes]
+
+
+def _block_diagonal_reference(q, k, v, bounds: list[int]) -> torch.Tensor:
+    """sdpa over the whole row with a block-diagonal causal mask: what transformers builds."""
+    tokens = q.shape[2]
+    example = torch.bucketize(torch.arange(tokens), torch.tensor(bounds[1:]), right=True)
+    causal = torch.ones(tokens, tokens, dtype=torch.bool).tril()
+    mask = (causal & (example[:, None] == example[None, :])).to(q.device)
+    out = torch.nn.functional.scaled_dot_product_attention(
+        q, k.repeat_interleave(4, dim=1), v.repeat_interleave(4, dim=1), attn_mask=mask, scale=0.3
+    )
+    return out.transpose(1, 2)  # (1, tokens, heads, dim), as attention functions return
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
+def test_packed_attention_equals_a_block_diagonal_mask(device):
+    from reasonlab.training.engine.packed_attention import packed_attention
+
+    bounds = [0, 5, 6, 19, 40]  # a one-token example among them
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32  # CUDA: the flash varlen kernel
+    q, k, v = _qkv(40, device, dtype)
+    cu = torch.tensor(bounds, dtype=torch.int32)
+    out, weights = packed_attention(
+        None, q, k, v, None, scaling=0.3, cu_seq_lens_q=cu, max_length_q=21
+    )
+    reference = _block_diagonal_reference(q.float(), k.float(), v.float(), bounds)
+    assert weights is None and out.shape == reference.shape and out.dtype == dtype
+    tolerance = 2e-2 if device == "cuda" else 1e-6
+    torch.testing.assert_close(out.float(), reference, rtol=tolerance, atol=tolerance)
+    alone, _ = packed_attention(None, q, k, v, None, scaling=0.3)  # no boundaries: one example
+    full = _block_diagonal_reference(q.float(), k.float(), v.float(), [0, 40])
+    torch.testing.assert_close(alone.float(), full, rtol=tolerance, atol=tolerance)
+
+
+def test_packed_attention_refuses_what_it_cannot_honour():
+    from reasonlab.training.engine.packed_attention import packed_attention
+
+    q, k, v = _qkv(6)
+    with pytest.raises(ValueError, match="attention_mask"):
+        packed_attention(None, q, k, v, torch.ones(1, 6, dtype=torch.bool))
+    with pytest.raises(ValueError, match="batch of 2"):
+        packed_attention(None, *(t.expand(2, -1, -1, -1) for t in (q, k, v)), None)
+
+
+# ---------------------------------------------------------------- compiled norms
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
+def test_compiled_norms_compute_the_models_norm(device):
+    from reasonlab.training.engine.compiled_norm import NORM_CLASS, compile_norms
+    from reasonlab.training.tiny_model import tiny_config
+
+    torch.manual_seed(0)  # the tiny architecture; no tokenizer needed
+    config = tiny_config(vocab_size=512, eos_token_id=2)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16).to(device)
+    with torch.no_grad():  # norm weights other than 1, so the weight's multiply counts
+        for name, param in model.named_parameters():
+            if name.endswith(("norm.weight", "norm_f.weight")):
+                param.uniform_(0.5, 1.5)
+    norms = [m for m in model.modules() if type(m).__name__ == NORM_CLASS]
+    x = (torch.randn(1, 37, model.config.hidden_size) * 5).to(device, torch.bfloat16)
+    x.requires_grad_(True)
+    expected = [norm(x) for norm in norms]
+    expected_grad = torch.autograd.grad(sum(y.float().sum() for y in expected), x)[0]
+    assert compile_norms(model) == len(norms) == model.config.num_hidden_layers + 1
+    got = [norm(x) for norm in norms]
+    got_grad = torch.autograd.grad(sum(y.float().sum() for y in got), x)[0]
+    if device == "cpu":  # as shipped: the same function
+        assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True))
+        assert torch.equal(got_grad, expected_grad)
+    else:  # the same fp32 arithmetic; only the mean's addition order may differ
+        for a, b in zip(got, expected, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-2, atol=1e-2)
+        torch.testing.assert_close(got_grad, expected_grad, rtol=1e-2, atol=1e-2)

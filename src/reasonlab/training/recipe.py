@@ -94,7 +94,7 @@ class TrainRecipe(BaseModel):
     packing: bool = Field(
         False,
         description="pack several examples into each row, kept apart in every layer "
-        "(attention by restarting position_ids, Mamba by seq_idx); see training.engine.packing",
+        "(attention per example, Mamba by seq_idx); see training.engine.packing",
     )
     pack_length: int = Field(
         8192,

@@ -131,10 +131,11 @@ class GroupedExpertsLoRA(ParamWrapper):
 
         h = experts.act_fn(_project(x, experts.up_proj, lora.get("up_proj"), offsets))
         y = _project(h, experts.down_proj, lora.get("down_proj"), offsets)
-        # routing weights in their own dtype (fp32): the sum over k accumulates in fp32, as upstream
-        y = y * top_k_weights.reshape(-1)[order, None]
-        out = torch.empty_like(y).index_copy_(0, order, y)  # back to (token, k) order
-        return out.view(tokens, top_k, -1).sum(dim=1).to(hidden_states.dtype)
+        # back to (token, k) order while still in the compute dtype (half the bytes of fp32),
+        # then the routing weights in their own dtype (fp32): the sum over k accumulates in
+        # fp32, as upstream; the same values as weighting before the reorder
+        y = torch.empty_like(y).index_copy_(0, order, y).view(tokens, top_k, -1)
+        return (y * top_k_weights[..., None]).sum(dim=1).to(hidden_states.dtype)
 
 
 def use_grouped_expert_lora(peft_model) -> int:

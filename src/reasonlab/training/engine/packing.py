@@ -7,17 +7,20 @@ stop wasting a long row. An example sees only itself, as it would alone:
 - **labels**: each example's first position gets -100, so the last token of one example
   is never trained to predict the first token of the next (alone, a first token is never
   a target either).
-- **attention**: `position_ids` restart at 0 at each example. With no 2-D `attention_mask`
-  and no cache, transformers (5.17 and 5.24, `masking_utils.find_packed_sequence_indices`)
-  reads the restarts as packed sequences: eager, sdpa and flex attention get a
-  block-diagonal causal mask; flash attention gets the varlen path from `position_ids`
-  (batch of one row only, which is why the collator flattens a batch into one row).
+- **attention**: the collator hands over where each example starts (`cu_seq_lens_q`,
+  `max_length_q`) and `training.engine.packed_attention` attends within each example only:
+  torch's flash varlen kernel on CUDA, one causal sdpa call per example elsewhere. Neither
+  builds a (tokens x tokens) mask nor computes the products it would mask away.
+  `position_ids` still restart at 0 at each example (this model has no rotary positions, but
+  any other attention implementation reads the restarts as packed sequences).
 - **Mamba**: the causal conv1d (kernel 4) and the SSD scan would carry state from one
   example into the next. `isolate_packed_sequences` wraps each mixer's forward: on the
   fused path (`mamba_ssm` + `causal_conv1d`) it hands a per-token `seq_idx` to the conv and
   the scan, which reset at each new index (transformers passes the mixer's extra keyword
   arguments on to those kernels); on the PyTorch path, which has no `seq_idx`, it runs the
   mixer once per example segment. The MoE and norms work token by token and need nothing.
+
+`isolate_packed_sequences` installs both on a model; `collate_packed` makes the rows.
 
 Rows are built by best-fit decreasing bin packing (deterministic given the seed), and the
 Trainer's batch of rows is flattened into one `(1, tokens)` row without padding.
@@ -38,6 +41,7 @@ from reasonlab.training.engine.kernels import mamba_path
 
 __all__ = [
     "Packing",
+    "batch_to",
     "collate_packed",
     "isolate_packed_sequences",
     "pack_examples",
@@ -45,6 +49,7 @@ __all__ = [
 ]
 
 _MIXER_CLASS = "NemotronHMamba2Mixer"
+_ATTENTION_ONLY = ("cu_seq_lens_q", "max_length_q")
 
 
 @dataclass(frozen=True)
@@ -129,11 +134,12 @@ def pad_row(row: dict[str, list[int]], length: int) -> dict[str, list[int]]:
 def collate_packed(rows: Sequence[dict[str, list[int]]], pad_to: int | None = None) -> dict:
     """A batch of packed rows as one `(1, total tokens)` row, without attention_mask.
 
-    One row because flash attention reads packed sequences from `position_ids` only at
-    batch size 1; `seq_idx` is renumbered across the rows so it keeps increasing (the Mamba
-    kernels expect it sorted). `attention_mask` must be absent: transformers derives the
-    packed mask from `position_ids` only without one. With `pad_to`, each row is first
-    filled to that many tokens (`pad_row`), so every batch has the same shape.
+    One row, because the varlen attention and the Mamba kernels take examples as segments of
+    one sequence; `seq_idx` is renumbered across the rows so it keeps increasing (the Mamba
+    kernels expect it sorted), and `cu_seq_lens_q` (int32, [0, ..., tokens]) and
+    `max_length_q` give the attention the same segments, computed here on the CPU so no step
+    waits on the GPU for them. With `pad_to`, each row is first filled to that many tokens
+    (`pad_row`), so every batch has the same shape.
     """
     import torch
 
@@ -147,18 +153,28 @@ def collate_packed(rows: Sequence[dict[str, list[int]]], pad_to: int | None = No
         flat["position_ids"] += row["position_ids"]
         flat["seq_idx"] += [offset + k for k in row["seq_idx"]]
         offset += row["seq_idx"][-1] + 1
-    batch = {key: torch.tensor([values], dtype=torch.long) for key, values in flat.items()}
+    batch: dict = {key: torch.tensor([values], dtype=torch.long) for key, values in flat.items()}
     batch["seq_idx"] = batch["seq_idx"].to(torch.int32)  # the kernels' dtype
+    lengths = torch.bincount(batch["seq_idx"][0])
+    batch["cu_seq_lens_q"] = torch.cat([lengths.new_zeros(1), lengths.cumsum(0)]).to(torch.int32)
+    batch["max_length_q"] = int(lengths.max())
     return batch
 
 
-def isolate_packed_sequences(model) -> str:
-    """Make every Mamba mixer of a `nemotron_h` model keep the examples of a packed row apart.
+def batch_to(batch: dict, device) -> dict:
+    """A collated batch with its tensors on `device` (`max_length_q` is an int and stays one)."""
+    import torch
 
-    Wraps each mixer instance's forward (not the class: other models in the process stay
-    as shipped) so that a `seq_idx` keyword isolates examples on either path, and turns
-    the cache off (a cache turns transformers' packed-mask detection off). Idempotent;
-    returns the Mamba path that will run.
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def isolate_packed_sequences(model) -> str:
+    """Make every layer of a `nemotron_h` model keep the examples of a packed row apart.
+
+    Selects `packed_attention` for the attention layers, wraps each Mamba mixer instance's
+    forward (not the class: other models in the process stay as shipped) so that a
+    `seq_idx` keyword isolates examples on either path, and turns the cache off (packed
+    rows are for training). Idempotent; returns the Mamba path that will run.
     """
     config = model.config
     if getattr(config, "model_type", None) != "nemotron_h":
@@ -166,7 +182,10 @@ def isolate_packed_sequences(model) -> str:
             f"packing: supported for nemotron_h models, got {getattr(config, 'model_type', None)!r}"
         )
     path = mamba_path().kind
+    from reasonlab.training.engine.packed_attention import use_packed_attention
+
     config.use_cache = False
+    use_packed_attention(model)
     mixers = [m for m in model.modules() if type(m).__name__ == _MIXER_CLASS]
     if not mixers:
         raise ValueError(f"packing: the model has no {_MIXER_CLASS} to isolate")
@@ -181,6 +200,8 @@ def _isolating_forward(original: Callable, fused: bool) -> Callable:
 
     @functools.wraps(original)
     def forward(hidden_states, *args, seq_idx=None, **kwargs):
+        for name in _ATTENTION_ONLY:  # the attention's segments; the Mamba kernels take seq_idx
+            kwargs.pop(name, None)
         if seq_idx is None:
             return original(hidden_states, *args, **kwargs)
         if args or any(kwargs.get(name) is not None for name in ("cache", "cache_params")):

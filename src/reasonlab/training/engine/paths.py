@@ -6,7 +6,9 @@ so `train` (and `train --dry-run`, before any weights load) prints one line per 
   mamba      fused (mamba_ssm Triton SSD + causal_conv1d) / pytorch (and why)
   experts    grouped LoRA (this project) / PEFT delta-weight wrapper / base implementation
   linear     LoRA Linear layers as one addmm (this project) / PEFT's forward
-  attention  transformers' attention implementation (sdpa, eager, flash_attention_2)
+  attention  packed: flash varlen per example (`training.engine.packed_attention`);
+             otherwise transformers' attention implementation (sdpa, eager, ...)
+  norms      RMSNorm compiled to one kernel each way on CUDA / as shipped
   packing    on (rows of <= N tokens) / off
   loss       chunked over labelled tokens / full logits
   optimizer  the TrainingArguments optimizer
@@ -23,7 +25,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from reasonlab.training.engine.compiled_norm import describe as describe_norms
 from reasonlab.training.engine.kernels import KernelError, MambaPath, mamba_path
+from reasonlab.training.engine.packed_attention import describe as describe_packed_attention
 from reasonlab.training.engine.quantized_base import BasePath, base_path
 from reasonlab.training.recipe import RecipeError, TrainRecipe
 
@@ -36,6 +40,7 @@ class EnginePaths:
     experts: str
     linear: str
     attention: str
+    norms: str
     packing: str
     loss: str
     optimizer: str
@@ -47,6 +52,7 @@ class EnginePaths:
             f"experts: {self.experts}",
             f"linear: {self.linear}",
             f"attention: {self.attention}",
+            f"norms: {self.norms}",
             f"packing: {self.packing}",
             f"loss: {self.loss}",
             f"optimizer: {self.optimizer}",
@@ -74,7 +80,7 @@ def resolve_paths(recipe: TrainRecipe, config) -> EnginePaths:
     )
     packing = (
         f"on (rows of <= {recipe.pack_length} tokens; examples kept apart: attention by "
-        f"position_ids, Mamba by {apart})"
+        f"example boundaries, Mamba by {apart})"
         if recipe.packing
         else "off"
     )
@@ -84,9 +90,15 @@ def resolve_paths(recipe: TrainRecipe, config) -> EnginePaths:
         if chunk
         else "full logits (transformers)"
     )
-    attention = getattr(config, "_attn_implementation", None) or "default"
+    attention = (
+        describe_packed_attention(recipe.precision)
+        if recipe.packing
+        else getattr(config, "_attn_implementation", None) or "default"
+    )
     base = base_path(recipe.base_precision)
-    return EnginePaths(mamba, experts, linear, attention, packing, loss, recipe.optimizer, base)
+    return EnginePaths(
+        mamba, experts, linear, attention, describe_norms(), packing, loss, recipe.optimizer, base
+    )
 
 
 def check(recipe: TrainRecipe, paths: EnginePaths) -> None:
@@ -110,6 +122,7 @@ def apply_fast_path(peft_model, recipe: TrainRecipe) -> str | None:
     """
     from reasonlab.training.engine.activations import keep_activations_in_compute_dtype
     from reasonlab.training.engine.chunked_loss import use_chunked_loss
+    from reasonlab.training.engine.compiled_norm import compile_norms
     from reasonlab.training.engine.expert_lora import use_grouped_expert_lora
     from reasonlab.training.engine.lora_linear import use_fused_lora_linear
 
@@ -117,6 +130,7 @@ def apply_fast_path(peft_model, recipe: TrainRecipe) -> str | None:
     if grouped and use_grouped_expert_lora(peft_model) == 0:
         raise RuntimeError("expert_lora: grouped found no routed-expert LoRA wrapper to install")
     keep_activations_in_compute_dtype(peft_model)  # the same values, without an fp32 detour
+    compile_norms(peft_model)  # on CUDA: one kernel each way instead of seven passes
     if recipe.lora_linear == "fused":
         use_fused_lora_linear(peft_model)
     if recipe.loss_chunk_tokens:
