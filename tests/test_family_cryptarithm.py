@@ -7,6 +7,7 @@ CSV is only read by the slow accuracy test, which skips when it is absent.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import random
 import time
 from collections import Counter
@@ -19,7 +20,14 @@ from reasonlab.metric import extract_answer, is_correct
 from reasonlab.puzzles.base import PuzzleFormatError, Solution, Unsolved
 from reasonlab.puzzles.equations import cryptarithm
 from reasonlab.puzzles.equations.cryptarithm_search import SIGN, Fit, SearchLimits, search, shape
-from reasonlab.puzzles.equations.ops import BY_NAME, NORMAL, Setting, apply, read_operands
+from reasonlab.puzzles.equations.ops import (
+    BY_NAME,
+    NORMAL,
+    REVERSED,
+    Setting,
+    apply,
+    read_operands,
+)
 from reasonlab.puzzles.equations.prompt import format_equation_prompt, parse_equation_prompt
 from reasonlab.puzzles.registry import classify, solve_prompt
 
@@ -212,6 +220,32 @@ def test_encodings_share_the_probability_of_loose_symbols(rhs, known, free, loos
     for picks, _ in options:
         symbols = [s for s, _ in picks]
         assert len(symbols) == len(set(symbols)) and set(symbols) <= set(loose)
+
+
+def test_a_loose_symbol_that_leads_a_joined_operand_is_never_zero() -> None:
+    # '#' leads an operand of a joining example, so it reads 1..9, never 0
+    free, loose = ["0", "5"], ["#"]
+    assert dict(cryptarithm._encodings("0", {}, free, loose)) == {(("#", "0"),): 0.5, (): 0.5}
+    assert dict(cryptarithm._encodings("0", {}, free, loose, frozenset("#"))) == {(): 1.0}
+    assert dict(cryptarithm._encodings("5", {}, free, loose, frozenset("#"))) == {
+        (("#", "5"),): 1.0
+    }
+
+
+@pytest.mark.parametrize("symbols, leading", [("#$", "#"), ("#$%", "#$"), ("#", "")])
+def test_placements_count_the_choices_with_no_leading_zero(symbols, leading) -> None:
+    digits = ["0", "3", "5", "8"]
+    brute = sum(
+        not any(d == "0" and s in leading for s, d in zip(symbols, choice))
+        for choice in itertools.permutations(digits, len(symbols))
+    )
+    assert cryptarithm._placements(list(symbols), digits, frozenset(leading)) == brute
+
+
+def test_leading_symbols_are_read_by_the_setting() -> None:
+    puzzle = cryptarithm.parse(_crypt([("12*34", "1234"), ("56*78", "5678")], "15*37"))
+    assert cryptarithm._leading(puzzle, NORMAL) == frozenset(_encode("1357", SYMBOLS))
+    assert cryptarithm._leading(puzzle, REVERSED) == frozenset(_encode("2468", SYMBOLS))
 
 
 def test_search_limits_stop_a_search() -> None:

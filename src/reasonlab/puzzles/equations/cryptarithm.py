@@ -35,6 +35,7 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import math
 import random
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
@@ -327,15 +328,20 @@ def _query_operations(
     return [(op, m / total) for op, m in masses]
 
 
-def _completions(fit: Fit, query: Expression) -> list[tuple[tuple[str, str], ...]]:
+def _completions(
+    fit: Fit, query: Expression, leading: frozenset[str] = frozenset()
+) -> list[tuple[tuple[str, str], ...]]:
     """Digits for query symbols the fit leaves open: every injective choice of free digits
-    that keeps both operands as read in 10..99 (`reads_two_digits`)."""
+    that keeps both operands as read in 10..99 (`reads_two_digits`) and gives no
+    `leading` symbol (`_leading`) the digit 0."""
     known = dict(fit.mapping)
     unseen = list(dict.fromkeys(ch for ch in query.left + query.right if ch not in known))
     free = [d for d in "0123456789" if d not in known.values()]
     out = []
     for digits in itertools.permutations(free, len(unseen)):
         assumed = tuple(zip(unseen, digits))
+        if any(d == "0" and ch in leading for ch, d in assumed):
+            continue
         full = known | dict(assumed)
         left = "".join(full[ch] for ch in query.left)
         if reads_two_digits(left, "".join(full[ch] for ch in query.right), fit.setting):
@@ -344,36 +350,63 @@ def _completions(fit: Fit, query: Expression) -> list[tuple[tuple[str, str], ...
 
 
 def _encodings(
-    rhs: str, inverse: dict[str, str], free: list[str], loose: list[str]
+    rhs: str,
+    inverse: dict[str, str],
+    free: list[str],
+    loose: list[str],
+    leading: frozenset[str] = frozenset(),
 ) -> Iterator[tuple[tuple[tuple[str, str], ...], float]]:
     """Symbols for rhs digits no symbol is fixed for, with their probabilities.
 
     `loose` symbols are seen (operands of joining operators) but hold unknown digits: they
-    occupy a uniformly random injective choice of the `free` digits, so a missing digit
-    is each loose symbol's with probability 1/len(free) and otherwise has a symbol the
-    puzzle never shows (left out: the answer then writes UNKNOWN there).
+    occupy a uniformly random injective choice of the `free` digits in which no `leading`
+    symbol (`_leading`) is 0. A missing digit is held by one loose symbol or by none (it
+    then has a symbol the puzzle never shows, left out: the answer writes UNKNOWN there);
+    each such assignment weighs the share of choices that agree with it (`_placements`).
     """
     missing = list(dict.fromkeys(ch for ch in rhs if ch != SIGN and ch not in inverse))
     if (len(loose) + 1) ** len(missing) > _MAX_ENCODINGS:  # mapping barely known: leave unknown
         yield (), 1.0
         return
+    total = _placements(loose, free, leading)
+    rest = [d for d in free if d not in missing]  # digits no unheld missing digit may take
 
-    def assign(
-        i: int, free_left: int, loose_left: list[str]
-    ) -> Iterator[tuple[tuple[tuple[str, str], ...], float]]:
-        if i == len(missing) or not loose_left:
-            yield (), 1.0
+    def assign(i: int, left: list[str]) -> Iterator[tuple[tuple[tuple[str, str], ...], int]]:
+        if i == len(missing):
+            yield (), _placements(left, rest, leading)
             return
-        options = [(s, 1 / free_left) for s in loose_left]
-        options.append(("", (free_left - len(loose_left)) / free_left))
-        for symbol, p in options:
-            if p <= 0:
+        digit = missing[i]
+        for symbol in [*left, ""]:
+            if symbol and digit == "0" and symbol in leading:
                 continue
-            rest = [s for s in loose_left if s != symbol]
-            for picks, q in assign(i + 1, free_left - 1, rest):
-                yield (((symbol, missing[i]),) if symbol else ()) + picks, p * q
+            others = [s for s in left if s != symbol]
+            for picks, count in assign(i + 1, others):
+                yield (((symbol, digit),) if symbol else ()) + picks, count
 
-    yield from assign(0, len(free), loose)
+    for picks, count in assign(0, loose):
+        if count:
+            yield picks, count / total
+
+
+def _placements(symbols: list[str], digits: list[str], leading: frozenset[str]) -> int:
+    """Injective choices of `digits` for `symbols` that give no `leading` symbol 0."""
+    n, k = len(digits), len(symbols)
+    if "0" not in digits or not k:
+        return math.perm(n, k)
+    return math.perm(n, k) - sum(s in leading for s in symbols) * math.perm(n - 1, k - 1)
+
+
+def _leading(puzzle: EquationPrompt, setting: Setting) -> frozenset[str]:
+    """Symbols that lead an operand, as read in `setting`, of a joining example: the
+    operands read 10..99 (`reads_two_digits`), so these are never 0. Joining examples are
+    left out of the search (`find_fits`), and this is all they say about their loose
+    symbols' digits."""
+    out = set()
+    for lhs, _ in puzzle.examples:
+        if joining_order(puzzle, lhs.op):
+            a, b = read_operands(lhs.left, lhs.right, setting)
+            out |= {a[0], b[0]}
+    return frozenset(out)
 
 
 def _seen_symbols(puzzle: EquationPrompt) -> list[str]:
@@ -399,15 +432,17 @@ def hypotheses(
     seen = _seen_symbols(puzzle)
     # (fit, completion) pairs are sampled with one stride so the work stays near `budget`
     first = fits[0]
+    leading = {setting: _leading(puzzle, setting) for setting in SETTINGS}
     loose_guess = min(
         _MAX_ENCODINGS, (len([s for s in seen if s not in dict(first.mapping)]) + 1) ** 2
     )
     per_pair = len(_query_operations(first, q.op, group, prior)) * loose_guess
-    stride = max(1, -(-len(fits) * len(_completions(first, q)) * per_pair // budget))
+    completions = len(_completions(first, q, leading[first.setting]))
+    stride = max(1, -(-len(fits) * completions * per_pair // budget))
     pair = -1
     for fit in fits:
         base = _fit_weight(fit, group, prior)
-        completions = _completions(fit, q)
+        completions = _completions(fit, q, leading[fit.setting])
         for assumed in completions:
             pair += 1
             if pair % stride:
@@ -421,7 +456,7 @@ def hypotheses(
             for op, p in _query_operations(fit, q.op, group, prior):
                 p *= twist_factor(fit, q.op, op, group, prior)
                 rhs = apply(op, left, right, SIGN, fit.setting)
-                for picks, share in _encodings(rhs, inverse, free, loose):
+                for picks, share in _encodings(rhs, inverse, free, loose, leading[fit.setting]):
                     answer = encode(rhs, inverse | {d: s for s, d in picks}, q.op, UNKNOWN)
                     weight = base * p * share / len(completions)
                     yield Hypothesis(fit, assumed + picks, op, rhs, answer, weight)
