@@ -41,7 +41,8 @@ import os
 import sys
 import time
 
-ONE_GPU_TOKENS_PER_S = 9225.4  # bench_train_step.py fast:8192, 52 layers, one H200
+# bench_train_step.py fast:8192, 52 layers, one H200 (bench/results/h200-2026-12-02c)
+ONE_GPU_TOKENS_PER_S = 11824.5
 TARGET_EFFICIENCY, TARGET_PEAK_GIB = 0.85, 70.0  # issue 17, at 2 GPUs
 
 
