@@ -8,10 +8,11 @@ profile gave sdpa 89 ms of a 774 ms step). Here the collator hands over where ea
 starts (`cu_seq_lens_q` and `max_length_q`, the names transformers' flash-attention path
 reads), and attention runs per example:
 
-- CUDA in bf16 / fp16: torch's flash-attention varlen kernel (`torch.nn.attention.varlen`),
-  one launch for all examples, causal within each;
-- elsewhere (CPU, fp32, a torch without it): one causal sdpa call per example, exactly what
-  the example gets alone, so CPU tests prove the isolation with the same function.
+- CUDA in bf16 / fp16 on a GPU of compute capability >= 8.0: torch's flash-attention varlen
+  kernel (`torch.nn.attention.varlen`), one launch for all examples, causal within each;
+- elsewhere (CPU, fp32, an older GPU, a torch without it): one causal sdpa call per
+  example, exactly what the example gets alone, so CPU tests prove the isolation with the
+  same function.
 
 The model's config selects it by name (`ATTENTION`); transformers builds no mask for an
 attention function it has no mask for, which is what this one wants.
@@ -47,14 +48,24 @@ def flash_varlen_available() -> bool:
     return "window_size" in inspect.signature(varlen_attn).parameters
 
 
+@functools.cache
+def _flash_capable(device: torch.device) -> bool:
+    """Whether torch's flash varlen kernel runs on `device` (CUDA, Ampere or newer)."""
+    if device.type != "cuda" or not flash_varlen_available():
+        return False
+    return torch.cuda.get_device_capability(device) >= (8, 0)
+
+
 def describe(precision: str) -> str:
     """The `attention:` line of a packed run in compute dtype `precision` on this machine."""
     if not torch.cuda.is_available():
         kernel = "one causal sdpa call per example (no CUDA here)"
-    elif precision == "fp32":
-        kernel = "one causal sdpa call per example (flash varlen takes bf16/fp16, not fp32)"
     elif not flash_varlen_available():
         kernel = f"one causal sdpa call per example (torch {torch.__version__} has no varlen_attn)"
+    elif not _flash_capable(torch.device("cuda", torch.cuda.current_device())):
+        kernel = "one causal sdpa call per example (flash varlen needs compute capability >= 8.0)"
+    elif precision == "fp32":
+        kernel = "one causal sdpa call per example (flash varlen takes bf16/fp16, not fp32)"
     else:
         kernel = "torch flash varlen, causal within each example"
     return f"packed, each example alone: {kernel}"
@@ -97,7 +108,7 @@ def packed_attention(
     q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))
     groups = q.shape[1] // k.shape[1]  # grouped-query attention: each KV head serves `groups`
     k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
-    if q.is_cuda and q.dtype in (torch.bfloat16, torch.float16) and flash_varlen_available():
+    if q.dtype in (torch.bfloat16, torch.float16) and _flash_capable(q.device):
         from torch.nn.attention.varlen import varlen_attn
 
         cu = cu_seq_lens_q.to(device=q.device, dtype=torch.int32)
