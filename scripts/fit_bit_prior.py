@@ -24,6 +24,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from reasonlab.formats.csvio import read_rows
+from reasonlab.formats.files import atomic_write
 from reasonlab.metric import is_correct
 from reasonlab.puzzles.base import Solution
 from reasonlab.puzzles.bits import family as bit_manipulation
@@ -146,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     unexplained = sum(1 for counts in per_row if not counts)
     weights = fit([c for c in per_row if c], args.iterations)
     kept = {f: w for f, w in weights.items() if w >= args.min_weight}
-    args.out.write_text(Prior(kept).to_json(source=args.csv.name, rows=len(per_row)))
+    with atomic_write(args.out) as f:  # the shipped prior is never left half-written
+        f.write(Prior(kept).to_json(source=args.csv.name, rows=len(per_row)))
     print(
         f"{len(per_row)} bit rows, {unexplained} unexplained, {len(weights)} families seen, {len(kept)} kept"
     )

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from reasonlab.formats.csvio import read_rows
+from reasonlab.formats.files import atomic_write
 from reasonlab.metric import is_correct
 from reasonlab.puzzles.base import PuzzleFormatError, Unsolved
 from reasonlab.puzzles.equations.numeric import (
@@ -351,7 +352,8 @@ def main(argv: list[str] | None = None) -> int:
         "source": f"scripts/fit_equation_prior.py on {args.csv.name} ({len(puzzles)} numeric rows)",
         **fit_prior(puzzles, answers),
     }
-    args.out.write_text(json.dumps(prior, indent=1) + "\n", encoding="utf-8")
+    with atomic_write(args.out) as f:  # the shipped prior is never left half-written
+        f.write(json.dumps(prior, indent=1) + "\n")
     print(f"wrote {args.out} from {len(puzzles)} numeric equation rows")
     return 0
 
