@@ -83,9 +83,9 @@ def packed_attention(
     max_length_q: int | None = None,
     **kwargs,
 ) -> tuple[torch.Tensor, None]:
-    """transformers' attention-function signature: (batch, heads, tokens, dim) in, (batch, tokens, heads, dim) out.
+    """Attention of one packed row, in transformers' attention-function signature.
 
-    One packed row (batch 1); `cu_seq_lens_q` are the example boundaries ([0, ..., tokens],
+    (1, heads, tokens, dim) in, (1, tokens, heads, dim) out, as transformers' own functions; `cu_seq_lens_q` are the example boundaries ([0, ..., tokens],
     int32), absent for a row that is one example. A padding mask is refused: packed rows
     have none, and this function cannot honour one.
     """
@@ -107,7 +107,8 @@ def packed_attention(
     # (1, heads, tokens, dim) -> (tokens, heads, dim): a view of the projections' layout
     q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))
     groups = q.shape[1] // k.shape[1]  # grouped-query attention: each KV head serves `groups`
-    k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+    if groups > 1:  # as transformers' repeat_kv orders them: head h reads KV head h // groups
+        k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
     if q.dtype in (torch.bfloat16, torch.float16) and _flash_capable(q.device):
         from torch.nn.attention.varlen import varlen_attn
 
