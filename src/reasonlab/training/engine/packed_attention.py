@@ -85,9 +85,10 @@ def packed_attention(
 ) -> tuple[torch.Tensor, None]:
     """Attention of one packed row, in transformers' attention-function signature.
 
-    (1, heads, tokens, dim) in, (1, tokens, heads, dim) out, as transformers' own functions; `cu_seq_lens_q` are the example boundaries ([0, ..., tokens],
-    int32), absent for a row that is one example. A padding mask is refused: packed rows
-    have none, and this function cannot honour one.
+    (1, heads, tokens, dim) in, (1, tokens, heads, dim) out, as transformers' own functions.
+    `cu_seq_lens_q` are the example boundaries ([0, ..., tokens], int32), absent for a row
+    that is one example. A padding mask is refused: packed rows have none, and this
+    function cannot honour one.
     """
     if attention_mask is not None:
         raise ValueError(
