@@ -62,6 +62,24 @@ def write_csv(tmp_path: Path) -> Callable[..., Path]:
 
 
 @pytest.fixture(scope="session")
+def generated_csv(tmp_path_factory) -> Callable[..., Path]:
+    """Write puzzles of the project's own generators to a competition-style CSV; returns it.
+
+    `counts` maps family -> rows, each family drawn with `seed`.
+    """
+    from reasonlab.data.generate import generate_rows
+    from reasonlab.formats.csvio import write_rows
+
+    def write(counts: dict[str, int], seed: int) -> Path:
+        rows = [row for family, n in counts.items() for row in generate_rows(family, n, seed=seed)]
+        path = tmp_path_factory.mktemp("generated") / "puzzles.csv"
+        write_rows(path, rows, ("id", "prompt", "answer"))
+        return path
+
+    return write
+
+
+@pytest.fixture(scope="session")
 def cli() -> Callable[..., object]:
     """Run `reasonlab ARGS...` in-process; returns the click Result."""
     runner = CliRunner()

@@ -36,13 +36,8 @@ def tiny(tiny_model) -> Path:
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    from reasonlab.data.generate import generate_rows
-
-    rows = generate_rows("gravity", 4, seed=7) + generate_rows("unit_conversion", 4, seed=7)
-    path = tmp_path_factory.mktemp("data") / "puzzles.csv"
-    write_rows(path, rows, ("id", "prompt", "answer"))
-    return path
+def data(generated_csv) -> Path:
+    return generated_csv({"gravity": 4, "unit_conversion": 4}, seed=7)
 
 
 @pytest.fixture(scope="module")

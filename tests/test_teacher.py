@@ -26,7 +26,7 @@ from reasonlab.competition import user_message
 from reasonlab.evaluation.backends import BackendError
 from reasonlab.evaluation.evaluate import EvalConfig, evaluate
 from reasonlab.evaluation.spend import Prices, SpendLedger, ledger_path_for
-from reasonlab.formats.csvio import read_rows, write_rows
+from reasonlab.formats.csvio import read_rows
 from reasonlab.formats.jsonl import read_jsonl
 
 pytest.importorskip("transformers")
@@ -90,13 +90,8 @@ class ChatServer(BaseHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    from reasonlab.data.generate import generate_rows
-
-    rows = generate_rows("gravity", 3, seed=3) + generate_rows("numeral", 3, seed=3)
-    path = tmp_path_factory.mktemp("teacher") / "puzzles.csv"
-    write_rows(path, rows, ("id", "prompt", "answer"))
-    return path
+def data(generated_csv) -> Path:
+    return generated_csv({"gravity": 3, "numeral": 3}, seed=3)
 
 
 @pytest.fixture
