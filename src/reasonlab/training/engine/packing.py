@@ -176,14 +176,14 @@ def isolate_packed_sequences(model) -> str:
     `seq_idx` keyword isolates examples on either path, and turns the cache off (packed
     rows are for training). Idempotent; returns the Mamba path that will run.
     """
+    from reasonlab.training.engine.packed_attention import use_packed_attention
+
     config = model.config
     if getattr(config, "model_type", None) != "nemotron_h":
         raise ValueError(
             f"packing: supported for nemotron_h models, got {getattr(config, 'model_type', None)!r}"
         )
     path = mamba_path().kind
-    from reasonlab.training.engine.packed_attention import use_packed_attention
-
     config.use_cache = False
     use_packed_attention(model)
     mixers = [m for m in model.modules() if type(m).__name__ == _MIXER_CLASS]
