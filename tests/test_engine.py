@@ -231,6 +231,22 @@ def test_dry_run_names_every_path_and_trains_nothing(train_cli, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_a_packed_run_names_its_attention_and_why():
+    from types import SimpleNamespace
+
+    from reasonlab.training.engine.paths import resolve_paths
+
+    config = SimpleNamespace(_attn_implementation="sdpa")
+    packed = dict(
+        line.split(": ", 1) for line in resolve_paths(_recipe(packing=True), config).lines()
+    )
+    assert packed["attention"].startswith("packed, each example alone: ")
+    if not torch.cuda.is_available():  # the fallback says why
+        assert packed["attention"].endswith("one causal sdpa call per example (no CUDA here)")
+    assert packed["packing"].startswith("on (rows of <= 8192 tokens")
+    assert "attention: sdpa" in resolve_paths(_recipe(), config).lines()
+
+
 def test_kernels_required_on_this_cpu_is_a_one_line_error(cli, tiny_model, tmp_path):
     from reasonlab.training.tiny_model import TOY_DATA_FILE
 

@@ -3,8 +3,10 @@
 `nemotron_h` normalizes in fp32 for bf16 activations: cast up, square, mean, rsqrt, scale,
 weight, cast down, each a pass over (tokens, 2,688) in the forward, again in the
 recompute, and their gradients in the backward, for 53 norms a step (one per block and the
-last). In an H200 profile of an 8,192-token step, these casts and elementwise kernels were
-a large share of the ~100 ms spent outside matmuls, attention and the scans. Compiled, the
+last). In an H200 profile of an 8,192-token step the casts alone were 369 copies of
+(1, 8,192, 2,688) tensors, 17.6 ms, besides the elementwise passes; with the compiled norm
+they are gone from the profile (`bench/results/h200-2026-12-02b/side_by_side.json`, then
+`h200-2026-12-02c/side_by_side.json`, `bench/bench_train_step.py --profile`). Compiled, the
 same forward (transformers' code, not a copy) is one Triton kernel and its backward one
 more; the arithmetic is the same fp32 arithmetic, up to the order of the mean's additions.
 
