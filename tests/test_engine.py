@@ -381,3 +381,22 @@ def test_compiled_norms_compute_the_models_norm(device):
         for a, b in zip(got, expected, strict=True):
             torch.testing.assert_close(a, b, rtol=1e-2, atol=1e-2)
         torch.testing.assert_close(got_grad, expected_grad, rtol=1e-2, atol=1e-2)
+
+
+@CUDA
+def test_compiled_expert_combine_is_the_eager_one():
+    """The CUDA path's compiled reorder + routing-weighted sum: same values and gradients."""
+    from reasonlab.training.engine.expert_lora import _combine, _combine_compiled
+
+    tokens, top_k, hidden = 300, 6, 256
+    order = torch.randperm(tokens * top_k, device="cuda")
+    y = torch.randn(tokens * top_k, hidden, device="cuda", dtype=torch.bfloat16)
+    weights = torch.rand(tokens, top_k, device="cuda").softmax(-1)
+    results = []
+    for combine in (_combine, _combine_compiled()):
+        inputs = [y.clone().requires_grad_(True), weights.clone().requires_grad_(True)]
+        out = combine(inputs[0], order, inputs[1], torch.bfloat16)
+        grads = torch.autograd.grad(out.float().square().sum(), inputs)
+        results.append((out, *grads))
+    for eager, compiled in zip(*results, strict=True):
+        torch.testing.assert_close(compiled.float(), eager.float(), rtol=1e-2, atol=1e-2)

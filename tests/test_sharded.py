@@ -72,6 +72,13 @@ def test_sharding_needs_the_grouped_expert_lora():
                            "expert_lora": "peft"})  # fmt: skip
 
 
+def test_sharding_refuses_the_8bit_optimizer():
+    """bitsandbytes' update fails on FSDP2's DTensor parameters at the first step."""
+    with pytest.raises(RecipeError, match="sharding: fsdp2 needs optimizer"):
+        load_recipe(None, {"model": "m", "data": "d", "output_dir": "o", "sharding": "fsdp2",
+                           "optimizer": "adamw_bnb_8bit"})  # fmt: skip
+
+
 # One process under a one-process gloo group: shard_model's layout and what survives it.
 LAYOUT = """
 import json, sys, torch

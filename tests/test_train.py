@@ -6,6 +6,7 @@ import json
 import re
 
 import pytest
+import yaml
 
 pytest.importorskip("peft")
 
@@ -117,3 +118,20 @@ def test_rank_64_is_refused_naming_the_field(cli, tmp_path):
     recipe.write_text("model: m\ndata: d\noutput_dir: o\nlora:\n  r: 64\n")
     result = cli("train", recipe, expect=1)
     assert "lora.r" in result.output and "32" in result.output
+
+
+def test_the_8bit_optimizer_trains_and_resumes(cli, trained, tmp_path):
+    """`optimizer: adamw_bnb_8bit` (the 80 GB card's choice): the loss falls, and --resume
+    reloads the checkpoint's 8-bit state."""
+    root, _ = trained
+    recipe = tmp_path / "r.yaml"
+    fields = yaml.safe_load((root / "train" / "adapter" / "train_recipe.yaml").read_text())
+    recipe.write_text(yaml.safe_dump({**fields, "optimizer": "adamw_bnb_8bit"}))
+    output = cli("train", recipe, "--output-dir", tmp_path / "run", "--max-steps", "6").output
+    assert "optimizer: adamw_bnb_8bit" in output
+    summary = tmp_path / "run" / "adapter" / "training_summary.json"
+    losses = json.loads(summary.read_text())["losses"]
+    assert losses[-1] < losses[0] - 0.3
+    args = ("--output-dir", tmp_path / "run", "--max-steps", "8", "--resume")
+    assert "checkpoint-6" in cli("train", recipe, *args).output
+    assert len(json.loads(summary.read_text())["losses"]) == 8

@@ -135,7 +135,12 @@ class TrainRecipe(BaseModel):
     loss_chunk_tokens: int = Field(
         4096, ge=0, description="labelled tokens per lm_head + loss chunk; 0: full logits"
     )
-    optimizer: Literal["adamw_torch_fused", "adamw_torch"] = "adamw_torch_fused"
+    optimizer: Literal["adamw_torch_fused", "adamw_torch", "adamw_bnb_8bit"] = Field(
+        "adamw_torch_fused",
+        description="the Trainer's optimizer. adamw_bnb_8bit (bitsandbytes) keeps AdamW's two "
+        "moments in 8 bits: 2 bytes per LoRA parameter instead of 8, 4.9 GiB less at r=32 on "
+        "every preset of Nemotron-3-Nano, what fits an 8,192-token step in 80 GB",
+    )
     sharding: Literal["none", "fsdp2"] = Field(
         "none",
         description="under a launcher of N processes: none: each holds the whole model (DDP); "
@@ -178,6 +183,10 @@ class TrainRecipe(BaseModel):
             raise ValueError(
                 f"sharding: fsdp2 shards a bf16 base, not base_precision: {self.base_precision}"
             )
+        if self.sharding == "fsdp2" and self.optimizer == "adamw_bnb_8bit":
+            # bitsandbytes' 8-bit update mixes its plain state tensors with FSDP2's DTensor
+            # parameters and fails at the first step; sharding splits the state N ways instead
+            raise ValueError("sharding: fsdp2 needs optimizer: adamw_torch_fused or adamw_torch")
         return self
 
 

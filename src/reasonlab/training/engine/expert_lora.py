@@ -17,6 +17,8 @@ so the delta of expert e is `s * B_e @ A_e` with B_e (out, r) and A_e (r, in).
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -98,6 +100,27 @@ def _project(
     return out
 
 
+def _combine(
+    y: torch.Tensor, order: torch.Tensor, top_k_weights: torch.Tensor, dtype: torch.dtype
+) -> torch.Tensor:
+    """Expert outputs `y` (tokens * k, hidden), sorted by expert, to each token's weighted sum.
+
+    Back to (token, k) order while still in the compute dtype (half the bytes of fp32), then
+    the routing weights in their own dtype (fp32): the sum over k accumulates in fp32, as
+    upstream; the same values as weighting before the reorder.
+    """
+    tokens, top_k = top_k_weights.shape
+    y = torch.empty_like(y).index_copy_(0, order, y).view(tokens, top_k, -1)
+    return (y * top_k_weights[..., None]).sum(dim=1).to(dtype)
+
+
+@functools.cache
+def _combine_compiled() -> Callable:
+    """`_combine` as one kernel each way on CUDA: eager, the fp32 product (tokens, k, hidden)
+    is written and read back, and its backward is as many passes again."""
+    return torch.compile(_combine)
+
+
 class GroupedExpertsLoRA(ParamWrapper):
     """The outermost `ParamWrapper` of a routed-experts module, computing its forward by groups.
 
@@ -120,7 +143,7 @@ class GroupedExpertsLoRA(ParamWrapper):
         dtype = experts.up_proj.dtype
         lora = {name: _factors(w, dtype) for name, w in wrappers.items()}
 
-        tokens, top_k = top_k_index.shape
+        top_k = top_k_index.shape[1]
         flat_experts = top_k_index.reshape(-1)
         order = torch.argsort(flat_experts, stable=True)
         # histc, not bincount: no device-to-host sync (CUDA takes ints, the CPU floats)
@@ -131,11 +154,8 @@ class GroupedExpertsLoRA(ParamWrapper):
 
         h = experts.act_fn(_project(x, experts.up_proj, lora.get("up_proj"), offsets))
         y = _project(h, experts.down_proj, lora.get("down_proj"), offsets)
-        # back to (token, k) order while still in the compute dtype (half the bytes of fp32),
-        # then the routing weights in their own dtype (fp32): the sum over k accumulates in
-        # fp32, as upstream; the same values as weighting before the reorder
-        y = torch.empty_like(y).index_copy_(0, order, y).view(tokens, top_k, -1)
-        return (y * top_k_weights[..., None]).sum(dim=1).to(hidden_states.dtype)
+        combine = _combine_compiled() if y.is_cuda else _combine
+        return combine(y, order, top_k_weights, hidden_states.dtype)
 
 
 def use_grouped_expert_lora(peft_model) -> int:
