@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import random
+import sys
 import time
 from collections import Counter
 from dataclasses import replace
@@ -716,6 +717,31 @@ def test_prior_missing_field_is_named() -> None:
     del fields["twists"]
     with pytest.raises(ValueError, match="twists"):
         cryptarithm.Prior.from_json(fields)
+
+
+# ---------------------------------------------------------------- ceiling analysis
+
+
+def test_ceiling_finds_no_coverage_gap_on_generated_rows(monkeypatch) -> None:
+    """bench/cryptarithm_ceiling.py on rows the solver's own space generates: every gold
+    answer is among the hypotheses (no class c) and a wrong row is never unambiguous
+    (no class d); the one-answer row it judges is right."""
+    pytest.importorskip("scipy")
+    spec = importlib.util.spec_from_file_location(
+        "cryptarithm_ceiling", REPO / "bench" / "cryptarithm_ceiling.py"
+    )
+    ceiling = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, ceiling)  # its dataclass looks itself up there
+    spec.loader.exec_module(ceiling)
+    prior = cryptarithm.load_prior()
+    verdicts = []
+    for i, g in enumerate(_generated(12, "deduce", seed=21)):
+        puzzle = cryptarithm.parse(g.prompt)
+        result = cryptarithm.find_fits(puzzle)
+        verdicts.append(ceiling.judge(str(i), puzzle, g.answer, result, prior))
+    assert all(v.klass in ("", "a", "b") and v.gold_among for v in verdicts)
+    assert all(v.right and v.oracle == 1 for v in verdicts if v.answers == 1)
+    assert any(v.right for v in verdicts)
 
 
 # ---------------------------------------------------------------- dev accuracy (slow)
