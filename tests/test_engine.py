@@ -215,6 +215,20 @@ def test_mamba_out_lora_is_refused_under_the_fused_kernel_only():
     check(recipe, _paths("pytorch"))  # its gradient is real on the PyTorch path
 
 
+def test_the_8bit_optimizer_without_bitsandbytes_is_refused_by_name(monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name: None if name == "bitsandbytes" else find_spec(name),
+    )
+    with pytest.raises(RecipeError, match="optimizer: adamw_bnb_8bit needs bitsandbytes"):
+        check(_recipe(optimizer="adamw_bnb_8bit"), _paths("fused"))
+    check(_recipe(), _paths("fused"))
+
+
 def test_dry_run_names_every_path_and_trains_nothing(train_cli, tmp_path):
     output = train_cli(tmp_path / "run", "--dry-run").output
     for line in (

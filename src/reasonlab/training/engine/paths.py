@@ -23,6 +23,7 @@ capability >= 8.9).
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 
 from reasonlab.training.engine.compiled_norm import describe as describe_norms
@@ -112,6 +113,10 @@ def check(recipe: TrainRecipe, paths: EnginePaths) -> None:
         )
     if paths.base.problem:
         raise KernelError(f"base_precision: {paths.base.precision} {paths.base.problem}")
+    if recipe.optimizer == "adamw_bnb_8bit" and importlib.util.find_spec("bitsandbytes") is None:
+        raise RecipeError(
+            "optimizer: adamw_bnb_8bit needs bitsandbytes: pip install 'reasonlab[qlora]'"
+        )
 
 
 def apply_fast_path(peft_model, recipe: TrainRecipe) -> str | None:
