@@ -7,9 +7,9 @@
 
 Random bf16 weights of the real Nemotron-3-Nano configuration (optionally only its first
 `--layers` layers, same shapes), LoRA r=32 on every preset the recipes train (attention,
-Mamba in_proj, shared and routed experts, lm_head), gradient checkpointing on. Each run is
-a fresh process (its own peak memory), built with the project's own `add_lora`, so it
-measures what `reasonlab train` runs:
+Mamba in_proj, shared and routed experts, lm_head), gradient checkpointing on (but in
+fast-keep). Each run is a fresh process (its own peak memory), built with the project's own
+`add_lora`, so it measures what `reasonlab train` runs:
 
   reference  today's engine before this work: PyTorch Mamba (`kernels: off`), PEFT's
              delta-weight expert LoRA, full logits, unfused AdamW, one sequence per row
@@ -21,6 +21,8 @@ measures what `reasonlab train` runs:
   fast-nf4   fast on a frozen base stored in nf4 (`base_precision: nf4`, bitsandbytes)
   fast-80gb  fast with what an 80 GB card needs of a bf16 base: 8-bit AdamW moments
              (`optimizer: adamw_bnb_8bit`) and 1,024-token loss chunks
+  fast-keep  fast without gradient checkpointing (`gradient_checkpointing: false`): every
+             activation kept, no recompute
 
 The quantized engines quantize the random bf16 weights right after `add_lora` (as `train`
 does), then the peak-memory counters restart: the peak is that of training, not of loading.
@@ -69,6 +71,7 @@ ENGINES["fast"] = {**ENGINES["grouped"], "packing": True}
 ENGINES["fast-fp8"] = {**ENGINES["fast"], "base_precision": "fp8"}
 ENGINES["fast-nf4"] = {**ENGINES["fast"], "base_precision": "nf4"}
 ENGINES["fast-80gb"] = {**ENGINES["fast"], "optimizer": "adamw_bnb_8bit", "loss_chunk_tokens": 1024}
+ENGINES["fast-keep"] = {**ENGINES["fast"], "gradient_checkpointing": False}
 PRESETS = ("attention", "mamba_in", "shared_experts", "routed_experts", "lm_head")
 
 
@@ -151,8 +154,9 @@ def run_one(
         from reasonlab.training.engine.packing import isolate_packed_sequences
 
         isolate_packed_sequences(model)
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    model.enable_input_require_grads()
+    if recipe.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = _optimizer(recipe.optimizer, trainable)
