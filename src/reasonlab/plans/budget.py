@@ -40,12 +40,16 @@ __all__ = [
 # One H200, all 52 layers of the real config with random bf16 weights, LoRA r=32 on every
 # preset, the fast engine (fused Mamba kernels, grouped expert LoRA, attention per packed
 # example, compiled norms, chunked loss, fused AdamW) on 8,192-token rows packed from
-# generated traces' lengths and padded to the pack length, gradient checkpointing:
-# `python bench/bench_train_step.py --layers 52 --runs fast:8192` (mean of steps 3-5;
-# bench/results/h200-2026-12-02c/side_by_side.json; another machine gave 12,348). The
-# reference engine ran 644 tokens/s at 2,048 tokens in the same run.
-MEASURED_TOKENS_PER_S = 11824.5
-MEASURED_SOURCE = "H200, real shapes, fast engine, 8,192-token packs (bench/bench_train_step.py)"
+# generated traces' lengths and padded to the pack length, every activation kept (no
+# gradient checkpointing, as configs/nemotron-1gpu.yaml; 109.5 GiB peak):
+# `python bench/bench_train_step.py --layers 52 --steps 8 --runs fast-keep:8192` (mean of
+# steps 3-8; bench/results/h200-2026-12-02d/keep.json). With checkpointing (80 GB cards),
+# 10,160-12,348 in five runs. The reference engine ran 644 tokens/s at 2,048 tokens.
+MEASURED_TOKENS_PER_S = 17410.9
+MEASURED_SOURCE = (
+    "H200, real shapes, fast engine, 8,192-token packs, no checkpointing "
+    "(bench/bench_train_step.py)"
+)
 
 
 @dataclass(frozen=True)
