@@ -194,7 +194,7 @@ def _paths(kind: str) -> EnginePaths:
     bf16 = base_path("bf16")
     mamba = MambaPath(kind, "test")
     return EnginePaths(
-        mamba, "grouped", "addmm", "sdpa", "as shipped", "off", "chunked", "adamw", bf16
+        mamba, "grouped", "addmm", "sdpa", "as shipped", "off", "chunked", "all kept", "adamw", bf16
     )
 
 
@@ -238,6 +238,7 @@ def test_dry_run_names_every_path_and_trains_nothing(train_cli, tmp_path):
         "attention: sdpa",
         "norms: as shipped (no CUDA here",
         "packing: off",
+        "activations: all kept",  # tiny-cpu.yaml: gradient_checkpointing: false
     ):
         assert line in output
     assert "loss: chunked" in output and "optimizer: adamw_torch_fused" in output

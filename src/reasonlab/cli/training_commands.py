@@ -56,7 +56,8 @@ def train(
         typer.Option(
             "--dry-run",
             help="print the path each component takes (Mamba kernels, expert LoRA, attention, "
-            "packing, loss, optimizer) and the rows and tokens per step; load no weights, train nothing",
+            "norms, packing, loss, activation checkpointing, optimizer, base) and the rows and "
+            "tokens per step; load no weights, train nothing",
         ),
     ] = False,
     init_adapter: Annotated[

@@ -11,6 +11,7 @@ so `train` (and `train --dry-run`, before any weights load) prints one line per 
   norms      RMSNorm compiled to one kernel each way on CUDA / as shipped
   packing    on (rows of <= N tokens) / off
   loss       chunked over labelled tokens / full logits
+  activations  checkpointed per layer (recomputed in the backward) / all kept
   optimizer  the TrainingArguments optimizer
   base       how the frozen base weights are stored: bf16, fp8 or nf4 (`training.engine.quantized_base`)
 
@@ -44,6 +45,7 @@ class EnginePaths:
     norms: str
     packing: str
     loss: str
+    activations: str
     optimizer: str
     base: BasePath
 
@@ -56,6 +58,7 @@ class EnginePaths:
             f"norms: {self.norms}",
             f"packing: {self.packing}",
             f"loss: {self.loss}",
+            f"activations: {self.activations}",
             f"optimizer: {self.optimizer}",
             f"base: {self.base.precision} ({self.base.problem or self.base.detail})",
         ]
@@ -96,9 +99,23 @@ def resolve_paths(recipe: TrainRecipe, config) -> EnginePaths:
         if recipe.packing
         else getattr(config, "_attn_implementation", None) or "default"
     )
+    activations = (
+        "checkpointed per layer: recomputed in the backward, less memory, more launches"
+        if recipe.gradient_checkpointing
+        else "all kept: no recompute, the memory of every layer's activations"
+    )
     base = base_path(recipe.base_precision)
     return EnginePaths(
-        mamba, experts, linear, attention, describe_norms(), packing, loss, recipe.optimizer, base
+        mamba,
+        experts,
+        linear,
+        attention,
+        describe_norms(),
+        packing,
+        loss,
+        activations,
+        recipe.optimizer,
+        base,
     )
 
 
