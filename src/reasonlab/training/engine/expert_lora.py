@@ -17,10 +17,9 @@ so the delta of expert e is `s * B_e @ A_e` with B_e (out, r) and A_e (r, in).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 
 import torch
 import torch.nn.functional as F
@@ -114,7 +113,7 @@ def _combine(
     return (y * top_k_weights[..., None]).sum(dim=1).to(dtype)
 
 
-@functools.cache
+@cache
 def _combine_compiled() -> Callable:
     """`_combine` compiled, for CUDA: eager, the fp32 product (tokens, k, hidden) is written
     and read back, and its backward is as many passes again. In H200 profiles of an
