@@ -135,3 +135,37 @@ def test_the_8bit_optimizer_trains_and_resumes(cli, trained, tmp_path):
     args = ("--output-dir", tmp_path / "run", "--max-steps", "8", "--resume")
     assert "checkpoint-6" in cli("train", recipe, *args).output
     assert len(json.loads(summary.read_text())["losses"]) == 8
+
+
+def test_out_of_gpu_memory_names_the_settings_that_fit(train_cli, tmp_path, monkeypatch):
+    """A recipe too big for the card: one line that says which fields lower the peak."""
+    import torch
+    from transformers import Trainer
+
+    def out_of_memory(self, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore")
+
+    monkeypatch.setattr(Trainer, "train", out_of_memory)
+    output = train_cli(tmp_path / "run", expect=1).output
+    assert "out of GPU memory at step 1 (CUDA out of memory. Tried to allocate 2.00 GiB)" in output
+    # tiny-cpu.yaml: no checkpointing, 4,096-token loss chunks (the default), batch 4, bf16 base
+    for setting in (
+        "loss_chunk_tokens: 1024",
+        "base_precision: fp8",
+        "optimizer: adamw_bnb_8bit",
+        "gradient_checkpointing: true",
+        "batch_size: 1 (grad_accum: 4)",
+    ):
+        assert setting in output
+    assert "Traceback" not in output
+
+
+def test_memory_savers_leave_out_what_a_recipe_already_does():
+    from reasonlab.training.recipe import load_recipe, memory_savers
+
+    fields = {"model": "m", "data": "d", "output_dir": "o"}
+    lean = {"loss_chunk_tokens": 1024, "base_precision": "nf4", "optimizer": "adamw_bnb_8bit"}
+    recipe = load_recipe(None, {**fields, **lean, "packing": True, "pack_length": 4096})
+    assert memory_savers(recipe) == ["pack_length: 2048"]
+    sharded = load_recipe(None, {**fields, "sharding": "fsdp2", "gradient_checkpointing": False})
+    assert memory_savers(sharded) == ["loss_chunk_tokens: 1024", "gradient_checkpointing: true"]

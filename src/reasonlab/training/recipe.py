@@ -21,6 +21,7 @@ __all__ = [
     "RecipeError",
     "TrainRecipe",
     "load_recipe",
+    "memory_savers",
     "save_recipe",
 ]
 
@@ -197,6 +198,28 @@ class TrainRecipe(BaseModel):
 
 def _field_path(loc: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in loc) or "(root)"
+
+
+def memory_savers(recipe: TrainRecipe) -> list[str]:
+    """Settings that lower a step's peak GPU memory which `recipe` does not use yet, the
+    cheapest in speed first: on Nemotron-3-Nano at 8,192-token packs (H200, README "Training
+    on one H200") 1,024-token loss chunks cost no measurable speed, an fp8 base 5%, 8-bit
+    AdamW moments 7% of kernel time, checkpointing a third of the step rate."""
+    one_process = recipe.sharding == "none"  # FSDP2 shards a bf16 base and torch's AdamW only
+    savers = []
+    if recipe.loss_chunk_tokens == 0 or recipe.loss_chunk_tokens > 1024:
+        savers.append("loss_chunk_tokens: 1024")
+    if recipe.base_precision == "bf16" and one_process:
+        savers.append("base_precision: fp8 (or nf4)")
+    if recipe.optimizer != "adamw_bnb_8bit" and one_process:
+        savers.append("optimizer: adamw_bnb_8bit")
+    if not recipe.gradient_checkpointing:
+        savers.append("gradient_checkpointing: true")
+    if recipe.batch_size > 1:
+        savers.append(f"batch_size: 1 (grad_accum: {recipe.grad_accum * recipe.batch_size})")
+    if recipe.packing:
+        savers.append(f"pack_length: {recipe.pack_length // 2}")
+    return savers
 
 
 def load_recipe(path: str | Path | None, overrides: dict[str, Any] | None = None) -> TrainRecipe:

@@ -35,7 +35,7 @@ from reasonlab.training.engine.paths import EnginePaths, apply_fast_path, check,
 from reasonlab.training.engine.sharded import describe as describe_sharding
 from reasonlab.training.engine.sharded import world_size
 from reasonlab.training.lora_targets import adapted_names, resolve_targets
-from reasonlab.training.recipe import TrainRecipe, save_recipe
+from reasonlab.training.recipe import RecipeError, TrainRecipe, memory_savers, save_recipe
 
 __all__ = [
     "PARAMETER_MAP_FILE",
@@ -279,6 +279,16 @@ def _gradient_probe(peft_model, names: list[str]) -> tuple[Callable, dict[str, f
     return Probe(), norms
 
 
+def _out_of_memory(recipe: TrainRecipe, steps_done: int, err: Exception) -> RecipeError:
+    """The recipe does not fit this GPU: which settings would, and what is kept."""
+    torch_said = str(err).splitlines()[0] if str(err) else "out of memory"
+    kept = "; the checkpoints saved so far resume with --resume" if steps_done else ""
+    return RecipeError(
+        f"out of GPU memory at step {steps_done + 1} ({torch_said}). Settings that lower the "
+        f"peak, the cheapest in speed first: {'; '.join(memory_savers(recipe))}{kept}"
+    )
+
+
 def train(
     recipe: TrainRecipe, resume: bool = False, echo: Callable[[str], None] = print
 ) -> TrainResult:
@@ -382,7 +392,10 @@ def train(
     last = _last_checkpoint(out) if resume else None
     if resume:
         echo(f"resuming from {last}" if last else f"no checkpoint in {out}; starting fresh")
-    trainer.train(resume_from_checkpoint=str(last) if last else None)
+    try:
+        trainer.train(resume_from_checkpoint=str(last) if last else None)
+    except torch.OutOfMemoryError as err:
+        raise _out_of_memory(recipe, trainer.state.global_step, err) from err
 
     # 5. save: adapter (no full lm_head copy), the wrapper map, the resolved recipe, a summary
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
