@@ -44,7 +44,8 @@ __all__ = [
 # gradient checkpointing, as configs/nemotron-1gpu.yaml; 109.5 GiB peak):
 # `python bench/bench_train_step.py --layers 52 --steps 8 --runs fast-keep:8192` (mean of
 # steps 3-8; bench/results/h200-2026-12-02d/keep.json). With checkpointing (80 GB cards),
-# 10,160-12,348 in five runs. The reference engine ran 644 tokens/s at 2,048 tokens.
+# 10,160-12,348 in six runs of this engine and the two before it. The reference engine ran
+# 644 tokens/s at 2,048 tokens.
 MEASURED_TOKENS_PER_S = 17410.9
 MEASURED_SOURCE = (
     "H200, real shapes, fast engine, 8,192-token packs, no checkpointing "
