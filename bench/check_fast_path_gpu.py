@@ -19,7 +19,9 @@ In bf16 a third run, the reference engine in fp32 on the same (bf16-rounded) wei
 the truth both bf16 runs are measured against: per module, how close each engine's
 gradient is to it. Where the two engines disagree (rounding flips a near-tied expert
 choice), this says whether the fast engine is the less accurate one or just a different
-rounding of the same sum.
+rounding of the same sum. Then each of the fast engine's choices alone on the reference
+(`--no-ablation` skips it) is measured the same way: which one moves gradients from the
+truth, if any does.
 """
 
 from __future__ import annotations
@@ -101,11 +103,36 @@ def _run(engine: dict, config, batch, dtype, steps: int = 1, prepare=None, devic
     return losses, {k: torch.cat(v) for k, v in grads.items()}
 
 
-def _against_fp32_truth(reference_engine, config, batch, ref_grads, fast_grads) -> None:
-    """Each bf16 engine's gradient against the fp32 reference's, module by module."""
+REFERENCE_ENGINE = {
+    "kernels": "off",
+    "expert_lora": "peft",
+    "lora_linear": "peft",
+    "loss_chunk_tokens": 0,
+}
+FAST_ENGINE = {
+    "kernels": "required",
+    "expert_lora": "grouped",
+    "lora_linear": "fused",
+    "loss_chunk_tokens": 1024,
+}
+
+
+def _cosines(grads: dict, truth: dict) -> dict[str, float]:
     import torch
 
-    _, truth = _run(reference_engine, config, batch, torch.float32)
+    return {
+        module: float(torch.nn.functional.cosine_similarity(grads[module], want, dim=0))
+        for module, want in truth.items()
+        if module in grads
+    }
+
+
+def _against_fp32_truth(config, batch, ref_grads, fast_grads, ablation: bool) -> None:
+    """Each bf16 engine's gradient against the fp32 reference's, module by module; then,
+    with `ablation`, each fast choice alone on the bf16 reference."""
+    import torch
+
+    _, truth = _run(REFERENCE_ENGINE, config, batch, torch.float32)
     rows = []
     for module, want in truth.items():
         ref = float(torch.nn.functional.cosine_similarity(ref_grads[module], want, dim=0))
@@ -121,6 +148,16 @@ def _against_fp32_truth(reference_engine, config, batch, ref_grads, fast_grads) 
         f"modules; lowest cosine to fp32: reference {min(r[1] for r in rows):.5f}, "
         f"fast {min(r[2] for r in rows):.5f}"
     )
+    if not ablation:
+        return
+    engines = {"reference bf16": ref_grads, "fast bf16": fast_grads}
+    for field, value in FAST_ENGINE.items():
+        _, grads = _run({**REFERENCE_ENGINE, field: value}, config, batch, torch.bfloat16)
+        engines[f"reference + {field}: {value}"] = grads
+    print("cosine to the fp32 reference over all modules: lowest / mean")
+    for name, grads in engines.items():
+        cosines = _cosines(grads, truth).values()
+        print(f"  {min(cosines):.5f} / {sum(cosines) / len(cosines):.5f}  {name}")
 
 
 def main() -> None:
@@ -130,6 +167,9 @@ def main() -> None:
     parser.add_argument("--layers", default="MEMEM*EMEM", help="layer pattern (M, E, *)")
     parser.add_argument("--tokens", type=int, default=2048)
     parser.add_argument("--dtype", choices=("bf16", "fp32"), default="bf16")
+    parser.add_argument(
+        "--no-ablation", action="store_true", help="bf16: skip the one-choice-at-a-time runs"
+    )
     args = parser.parse_args()
 
     import torch
@@ -144,19 +184,8 @@ def main() -> None:
     labels[:, : args.tokens // 8] = -100  # a prompt, masked as training masks it
     batch = {"input_ids": ids, "labels": labels}
 
-    reference_engine = {
-        "kernels": "off",
-        "expert_lora": "peft",
-        "lora_linear": "peft",
-        "loss_chunk_tokens": 0,
-    }
-    reference = _run(reference_engine, config, batch, dtype)
-    fast = _run(
-        {"kernels": "required", "expert_lora": "grouped", "loss_chunk_tokens": 1024},
-        config,
-        batch,
-        dtype,
-    )
+    reference = _run(REFERENCE_ENGINE, config, batch, dtype)
+    fast = _run(FAST_ENGINE, config, batch, dtype)
     (ref_losses, ref_grads), (fast_losses, fast_grads) = reference, fast
     ok = True
     for i, (a, b) in enumerate(zip(ref_losses, fast_losses)):
@@ -164,21 +193,15 @@ def main() -> None:
         ok &= diff <= 0.01
         when = "before the step" if i == 0 else "after one AdamW step"
         print(f"loss {when}: reference {a:.7f} fast {b:.7f} relative difference {diff:.2e}")
-    cosines = {}
-    for module, grad in ref_grads.items():
-        other = fast_grads.get(module)
-        cosines[module] = (
-            float(torch.nn.functional.cosine_similarity(grad, other, dim=0))
-            if other is not None
-            else math.nan
-        )
+    missing = ref_grads.keys() - fast_grads.keys()
+    cosines = {**_cosines(fast_grads, ref_grads), **dict.fromkeys(missing, math.nan)}
     worst = sorted(cosines.items(), key=lambda kv: kv[1] if kv[1] == kv[1] else -1)
     print(f"gradient cosine similarity over {len(cosines)} LoRA modules, worst first:")
     for module, cosine in worst[:8]:
         print(f"  {cosine:.5f}  {module}")
     ok &= all(c >= 0.99 for c in cosines.values()) and fast_grads.keys() == ref_grads.keys()
     if dtype == torch.bfloat16:
-        _against_fp32_truth(reference_engine, config, batch, ref_grads, fast_grads)
+        _against_fp32_truth(config, batch, ref_grads, fast_grads, not args.no_ablation)
     print("PASS" if ok else "FAIL")
     raise SystemExit(0 if ok else 1)
 
