@@ -24,6 +24,9 @@ fast-keep). Each run is a fresh process (its own peak memory), built with the pr
   fast-keep  fast without gradient checkpointing (`gradient_checkpointing: false`): every
              activation kept, no recompute
 
+`--checkpoint-layers moe` (say) recomputes only those layer kinds in every run that
+checkpoints (`checkpoint_layers`, training.engine.checkpointing); the others keep theirs.
+
 The quantized engines quantize the random bf16 weights right after `add_lora` (as `train`
 does), then the peak-memory counters restart: the peak is that of training, not of loading.
 A run written ENGINE:TOKENS:GIB trains under a cap of GIB GiB (`torch.cuda.
@@ -112,12 +115,20 @@ def _batches(engine: dict, seq_len: int, vocab: int, steps: int, seed: int):
 
 
 def run_one(
-    name: str, seq_len: int, layers: int, steps: int, rank: int, profile: bool, cap_gib: float
+    name: str,
+    seq_len: int,
+    layers: int,
+    steps: int,
+    rank: int,
+    profile: bool,
+    cap_gib: float,
+    checkpointed: list[str],
 ) -> dict:
     import torch
     from transformers import AutoModelForCausalLM
 
     from reasonlab.submission.verify import REAL_ARCHITECTURE, load_architecture
+    from reasonlab.training.engine.checkpointing import checkpoint_layers
     from reasonlab.training.engine.kernels import select
     from reasonlab.training.recipe import LoraRecipe, TrainRecipe
     from reasonlab.training.train import add_lora
@@ -129,6 +140,7 @@ def run_one(
         output_dir="none",
         lora=LoraRecipe(r=rank, alpha=rank, targets=PRESETS),
         pack_length=seq_len,
+        checkpoint_layers=checkpointed,
         **engine,
     )
     select(recipe.kernels)
@@ -155,8 +167,7 @@ def run_one(
 
         isolate_packed_sequences(model)
     if recipe.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.enable_input_require_grads()
+        checkpoint_layers(model, recipe.checkpoint_layers)
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = _optimizer(recipe.optimizer, trainable)
@@ -266,6 +277,11 @@ def main() -> None:
     parser.add_argument("--rank", type=int, default=32)
     parser.add_argument("--profile", default="", help="ENGINE:TOKENS,... of the runs to profile")
     parser.add_argument("--json", default=None, help="also write every run's figures here")
+    parser.add_argument(
+        "--checkpoint-layers",
+        default="mamba,moe,attention,mlp",
+        help="the layer kinds a checkpointing run recomputes (the others keep their activations)",
+    )
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # a child process's run
     args = parser.parse_args()
 
@@ -279,6 +295,7 @@ def main() -> None:
             args.rank,
             args.one in args.profile.split(","),
             float(cap),
+            args.checkpoint_layers.split(","),
         )
         figures["run"] = args.one
         print("RESULT " + json.dumps(figures))
@@ -288,6 +305,7 @@ def main() -> None:
     for run in args.runs.split(","):
         command = [sys.executable, __file__, "--one", run, "--layers", str(args.layers)]
         command += ["--steps", str(args.steps), "--rank", str(args.rank), "--profile", args.profile]
+        command += ["--checkpoint-layers", args.checkpoint_layers]
         done = subprocess.run(command, capture_output=True, text=True, env=os.environ, check=False)
         found = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
         if found:

@@ -315,6 +315,49 @@ def test_every_relu_squared_of_the_model_is_wrapped_and_the_loss_is_unchanged(ti
     _assert_same(reference, _loss_and_grads(model, batch))
 
 
+# ---------------------------------------------------------------- checkpointing per layer kind
+def test_only_the_named_layer_kinds_are_recomputed_and_the_gradients_are_unchanged(tiny_model):
+    """`checkpoint_layers: [moe]`: each MoE mixer runs twice in a step (forward, recompute),
+    every other mixer once; the loss and LoRA gradients are those of no checkpointing."""
+    from reasonlab.training.engine.checkpointing import checkpoint_layers
+
+    model = _peft_model(tiny_model)
+    batch = _batch(model.config.vocab_size)
+    reference = _loss_and_grads(model, batch)
+    counts = checkpoint_layers(model, ["moe"])
+    pattern = model.config.hybrid_override_pattern
+    assert counts["moe checkpointed"] == pattern.count("E") > 0
+    assert counts["mamba kept"] == pattern.count("M") > 0
+    assert counts["attention kept"] == pattern.count("*") > 0
+    calls = dict.fromkeys(pattern, 0)
+    for block, letter in zip(model.get_base_model().model.layers, pattern):
+
+        def count(*_, letter=letter):
+            calls[letter] += 1
+
+        # a pre-hook: the recompute stops once it has what the backward needs (torch's
+        # early stop), before a mixer's forward returns
+        block.mixer.register_forward_pre_hook(count)
+    _assert_same(reference, _loss_and_grads(model, batch))
+    assert calls == {"E": 2 * pattern.count("E"), "M": pattern.count("M"), "*": pattern.count("*")}
+
+
+def test_the_activations_line_says_what_is_recomputed_and_kept():
+    from reasonlab.training.engine.checkpointing import describe
+
+    pattern = "MEM*E"
+    every = ["mamba", "moe", "attention", "mlp"]
+    assert describe(pattern, every, True).startswith("checkpointed per layer")
+    assert describe(pattern, every, False).startswith("all kept")
+    assert describe(pattern, ["moe"], True) == (
+        "checkpointed: 2 moe blocks, recomputed in the backward; "
+        "kept: 2 mamba, 1 attention blocks (checkpoint_layers: moe)"
+    )
+    assert describe("", ["moe"], True).endswith(
+        "moe blocks, recomputed in the backward; others kept"
+    )
+
+
 # ---------------------------------------------------------------- packed attention
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

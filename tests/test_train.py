@@ -8,6 +8,8 @@ import re
 import pytest
 import yaml
 
+from conftest import TINY_RECIPE
+
 pytest.importorskip("peft")
 
 
@@ -169,3 +171,21 @@ def test_memory_savers_leave_out_what_a_recipe_already_does():
     assert memory_savers(recipe) == ["pack_length: 2048"]
     sharded = load_recipe(None, {**fields, "sharding": "fsdp2", "gradient_checkpointing": False})
     assert memory_savers(sharded) == ["loss_chunk_tokens: 1024", "gradient_checkpointing: true"]
+    some = load_recipe(None, {**fields, **lean, "checkpoint_layers": ["moe", "attention"]})
+    assert memory_savers(some) == ["checkpoint_layers: [mamba, moe, attention, mlp]"]
+
+
+def test_a_run_that_checkpoints_only_moe_blocks_says_so_and_trains(cli, tiny_model, tmp_path):
+    from reasonlab.training.tiny_model import TOY_DATA_FILE
+
+    recipe = tmp_path / "r.yaml"
+    fields = yaml.safe_load(TINY_RECIPE.read_text())
+    fields.update(gradient_checkpointing=True, checkpoint_layers=["moe"])
+    recipe.write_text(yaml.safe_dump(fields))
+    data = tiny_model / TOY_DATA_FILE
+    args = ("--model", tiny_model, "--data", data, "--output-dir", tmp_path / "run")
+    output = cli("train", recipe, *args, "--max-steps", "2").output
+    assert "activations: checkpointed: " in output and " moe blocks, recomputed" in output
+    assert "(checkpoint_layers: moe)" in output
+    summary = json.loads((tmp_path / "run" / "adapter" / "training_summary.json").read_text())
+    assert len(summary["losses"]) == 2 and not summary["zero_grad"]

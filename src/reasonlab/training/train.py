@@ -309,6 +309,7 @@ def train(
     )
 
     from reasonlab.training.engine import sharded
+    from reasonlab.training.engine.checkpointing import checkpoint_layers
     from reasonlab.training.engine.kernels import select
 
     out = Path(recipe.output_dir)
@@ -329,7 +330,7 @@ def train(
         seed=recipe.seed,
         bf16=recipe.precision == "bf16",
         fp16=recipe.precision == "fp16",
-        gradient_checkpointing=recipe.gradient_checkpointing,
+        gradient_checkpointing=False,  # per layer kind, below (training.engine.checkpointing)
         logging_steps=recipe.logging_steps,
         save_steps=recipe.save_steps,
         save_total_limit=recipe.save_total_limit,
@@ -363,6 +364,8 @@ def train(
 
         loaded = load_adapter_weights(model, recipe.init_adapter, recipe.lora)
         echo(f"continuing from {recipe.init_adapter}: {loaded} LoRA tensors loaded")
+    if recipe.gradient_checkpointing:
+        checkpoint_layers(model, recipe.checkpoint_layers)
     # live wrapper names equal the saved key prefixes (`<prefix>.lora_A.weight`)
     wrapper_map = dict(sorted(parameter_wrappers(model).items()))
     probe, grad_norms = _gradient_probe(model, adapted)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 
+from reasonlab.training.engine.checkpointing import describe as describe_activations
 from reasonlab.training.engine.compiled_norm import describe as describe_norms
 from reasonlab.training.engine.kernels import KernelError, MambaPath, mamba_path
 from reasonlab.training.engine.packed_attention import describe as describe_packed_attention
@@ -99,10 +100,10 @@ def resolve_paths(recipe: TrainRecipe, config) -> EnginePaths:
         if recipe.packing
         else getattr(config, "_attn_implementation", None) or "default"
     )
-    activations = (
-        "checkpointed per layer: recomputed in the backward, less memory, more launches"
-        if recipe.gradient_checkpointing
-        else "all kept: no recompute, the memory of every layer's activations"
+    activations = describe_activations(
+        getattr(config, "hybrid_override_pattern", ""),
+        recipe.checkpoint_layers,
+        recipe.gradient_checkpointing,
     )
     base = base_path(recipe.base_precision)
     return EnginePaths(
