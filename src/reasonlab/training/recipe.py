@@ -216,7 +216,7 @@ def memory_savers(recipe: TrainRecipe) -> list[str]:
     cheapest in speed first. On Nemotron-3-Nano at 8,192-token packs (H200, README "Training
     on one H200"): 1,024-token loss chunks and 8-bit AdamW moments together add 58 ms to a
     585 ms step's kernel time (the moments 38 ms of it); an fp8 base costs 5% of tokens/s;
-    checkpointing about a third."""
+    checkpointing every block about a third, all but the 6 attention blocks 16% less."""
     one_process = recipe.sharding == "none"  # FSDP2 shards a bf16 base and torch's AdamW only
     savers = []
     if recipe.loss_chunk_tokens == 0 or recipe.loss_chunk_tokens > 1024:
@@ -225,8 +225,8 @@ def memory_savers(recipe: TrainRecipe) -> list[str]:
         savers.append("base_precision: fp8 (or nf4)")
     if recipe.optimizer != "adamw_bnb_8bit" and one_process:
         savers.append("optimizer: adamw_bnb_8bit")
-    if not recipe.gradient_checkpointing:
-        savers.append("gradient_checkpointing: true")
+    if not recipe.gradient_checkpointing:  # attention kept: 0.9 GiB more, 16% faster (H200)
+        savers.append("gradient_checkpointing: true (checkpoint_layers: [mamba, moe])")
     elif set(recipe.checkpoint_layers) != set(LAYER_KINDS.values()):
         savers.append(f"checkpoint_layers: [{', '.join(LAYER_KINDS.values())}]")
     if recipe.batch_size > 1:
