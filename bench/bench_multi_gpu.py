@@ -94,6 +94,7 @@ def run(args) -> dict:
     from transformers import AutoModelForCausalLM
 
     from reasonlab.submission.verify import REAL_ARCHITECTURE, load_architecture
+    from reasonlab.training.engine.checkpointing import checkpoint_layers
     from reasonlab.training.engine.kernels import select
     from reasonlab.training.engine.packing import (
         batch_to,
@@ -152,8 +153,7 @@ def run(args) -> dict:
         model.to_empty(device=state.device)
     _random_init(model, seed=rank)
     isolate_packed_sequences(model)
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    model.enable_input_require_grads()
+    checkpoint_layers(model, recipe.checkpoint_layers)  # every kind, as the recipe's default
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=2e-4, fused=True)
