@@ -264,6 +264,8 @@ def _profile(model, optimizer, batch) -> list[str]:
 
 
 def main() -> None:
+    from reasonlab.training.engine.checkpointing import LAYER_KINDS
+
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -279,7 +281,7 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="also write every run's figures here")
     parser.add_argument(
         "--checkpoint-layers",
-        default="mamba,moe,attention,mlp",
+        default=",".join(LAYER_KINDS.values()),
         help="the layer kinds a checkpointing run recomputes (the others keep their activations)",
     )
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # a child process's run

@@ -133,12 +133,11 @@ def _against_fp32_truth(config, batch, ref_grads, fast_grads, ablation: bool) ->
     import torch
 
     _, truth = _run(REFERENCE_ENGINE, config, batch, torch.float32)
-    rows = []
-    for module, want in truth.items():
-        ref = float(torch.nn.functional.cosine_similarity(ref_grads[module], want, dim=0))
-        fast = float(torch.nn.functional.cosine_similarity(fast_grads[module], want, dim=0))
-        rows.append((fast - ref, ref, fast, module))
-    rows.sort()
+    ref_cosines, fast_cosines = _cosines(ref_grads, truth), _cosines(fast_grads, truth)
+    rows = sorted(
+        (fast_cosines[module] - ref, ref, fast_cosines[module], module)
+        for module, ref in ref_cosines.items()
+    )
     print("against the fp32 reference (same weights): cosine of reference bf16 / fast bf16")
     for _, ref, fast, module in rows[:8]:
         print(f"  {ref:.5f} / {fast:.5f}  {module}")

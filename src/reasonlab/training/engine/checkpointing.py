@@ -27,6 +27,9 @@ LayerKind = Literal["mamba", "moe", "attention", "mlp"]
 LAYER_KINDS: dict[str, LayerKind] = {"M": "mamba", "E": "moe", "*": "attention", "-": "mlp"}
 
 
+_EVERY_BLOCK = "checkpointed per layer: recomputed in the backward, less memory, more launches"
+
+
 def _counts(pattern: str, kinds: list[LayerKind]) -> Counter[str]:
     """Blocks per `"<kind> checkpointed"` / `"<kind> kept"`, in the pattern's order."""
     return Counter(
@@ -41,13 +44,13 @@ def describe(pattern: str, kinds: list[LayerKind], enabled: bool) -> str:
         return "all kept: no recompute, the memory of every layer's activations"
     if not pattern:  # a config that does not say its blocks' kinds
         if set(kinds) >= set(LAYER_KINDS.values()):
-            return "checkpointed per layer: recomputed in the backward, less memory, more launches"
+            return _EVERY_BLOCK
         return f"checkpointed: {', '.join(kinds)} blocks, recomputed in the backward; others kept"
-    counts = _counts(pattern, kinds)
-    kept = [f"{n} {key.split()[0]}" for key, n in counts.items() if key.endswith(" kept")]
+    blocks = Counter(LAYER_KINDS[letter] for letter in pattern)
+    kept = [f"{n} {kind}" for kind, n in blocks.items() if kind not in kinds]
     if not kept:
-        return describe("", list(LAYER_KINDS.values()), True)
-    done = [f"{n} {key.split()[0]}" for key, n in counts.items() if key.endswith("checkpointed")]
+        return _EVERY_BLOCK
+    done = [f"{n} {kind}" for kind, n in blocks.items() if kind in kinds]
     return (
         f"checkpointed: {', '.join(done) or 'no'} blocks, recomputed in the backward; "
         f"kept: {', '.join(kept)} blocks (checkpoint_layers: {', '.join(kinds)})"
