@@ -290,6 +290,37 @@ def test_kernels_off_then_on_binds_the_kernel_wrappers_again(tiny_model):
     assert getattr(modeling, name) is wrapper
 
 
+def test_pinned_expert_choice_replays_the_recorded_run():
+    # bench/check_fast_path_gpu.py judges bf16 gradients with each router's top-k choice
+    # pinned to the fp32 run's: replayed in fp32 it is that run again; in bf16 it removes
+    # the flipped near-ties, so the gradients come closer to the fp32 ones than free routing.
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "check_fast_path_gpu.py"
+    spec = importlib.util.spec_from_file_location("check_fast_path_gpu", path)
+    check_gpu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check_gpu)
+    config = check_gpu._config("ME*E")
+    config.vocab_size = 4096  # the real 131k head is minutes of CPU here
+    ids = torch.randint(0, config.vocab_size, (1, 256), generator=torch.Generator().manual_seed(2))
+    batch = {"input_ids": ids, "labels": ids.clone()}
+
+    def run(dtype, pin):
+        return check_gpu._run(check_gpu.REFERENCE_ENGINE, config, batch, dtype, 1, pin, "cpu")
+
+    pin = check_gpu.RoutingPin()
+    losses, truth = run(torch.float32, pin)
+    assert sorted(pin.choices) == ["model.layers.1.mixer.gate", "model.layers.3.mixer.gate"]
+    assert all(len(calls) == 2 for calls in pin.choices.values())  # before and after the step
+    pin.replay = True
+    assert run(torch.float32, pin)[0] == losses
+    pinned = check_gpu._cosines(run(torch.bfloat16, pin)[1], truth)
+    free = check_gpu._cosines(run(torch.bfloat16, check_gpu.RoutingPin())[1], truth)
+    assert min(pinned.values()) > min(free.values())
+    assert min(pinned.values()) >= 0.999
+
+
 # ---------------------------------------------------------------- activations
 def test_relu_squared_in_the_compute_dtype_equals_the_fp32_detour():
     from transformers.activations import ReLUSquaredActivation
