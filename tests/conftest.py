@@ -21,6 +21,15 @@ TINY_RECIPE = REPO / "configs" / "tiny-cpu.yaml"
 REAL_CONFIG_COPY = REPO.parent / "shared" / "data" / "nemotron-3-nano-30b-a3b.config.json"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _mamba_kernels_by_device() -> None:
+    """Where the Mamba kernels are installed (a GPU machine), the tests' CPU models take the
+    PyTorch path as `train` and `eval` would (`training.engine.kernels.prepare`)."""
+    from reasonlab.training.engine.kernels import prepare
+
+    prepare()
+
+
 @pytest.fixture(scope="session")
 def dev_rows() -> dict[str, list[dict[str, str]]]:
     """The dev split's rows grouped by family (`unknown` included); skips when absent."""

@@ -148,6 +148,9 @@ class HFBackend:
         import torch
         from transformers import AutoModelForCausalLM
 
+        from reasonlab.training.engine.kernels import prepare
+
+        prepare()  # the Mamba kernels where installed, on CUDA tensors only (as in `train`)
         self.tokenizer, self.temperature, self.top_p, self.batch_size = (
             tokenizer,
             temperature,

@@ -53,8 +53,10 @@ def tiny_config(vocab_size: int, eos_token_id: int, options: TinyModelOptions = 
         hidden_size=options.hidden_size,
         hybrid_override_pattern=options.pattern,
         num_hidden_layers=len(options.pattern),
-        # Mamba2: 4 heads x 16 = 64 channels, 2 groups of 16-dim state
-        mamba_num_heads=4,
+        # Mamba2: 8 heads x 16 = 128 channels, 2 groups of 16-dim state. in_proj's width,
+        # 2 x 128 + 2 x 2 x 16 + 8 = 328, is a multiple of 8 as the real model's (10,304):
+        # causal_conv1d's CUDA kernel takes no other stride (generation on a GPU)
+        mamba_num_heads=8,
         mamba_head_dim=16,
         n_groups=2,
         ssm_state_size=16,

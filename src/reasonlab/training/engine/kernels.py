@@ -14,10 +14,16 @@ causes, handled or reported here:
 `prepare()` runs before the model is built; `mamba_path()` reads what was actually bound;
 `use_pytorch_mamba()` binds the PyTorch reference on purpose (`kernels: off`: an A/B
 reference, or a LoRA on `out_proj`, whose gradient only that path computes).
+
+transformers calls a bound kernel whatever device the tensors are on, so a model on the
+CPU in a process that has the kernels (a CPU eval, the tests on a GPU machine, a CPU box
+with a Triton-only build) would fail in `causal_conv1d`. `prepare()` therefore binds each
+kernel behind a dispatch on the device: CUDA tensors take the kernel, others the reference.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import inspect
@@ -80,8 +86,10 @@ def _implementation(function):
     """What a transformers kernel wrapper calls: the package kernel or its own PyTorch body.
 
     `use_kernel_func_from_hub_with_fallback` (5.17 and 5.24) closes over `implementation`;
-    the walk follows `__wrapped__` in case another decorator sits on top.
+    the walk follows `__wrapped__` in case another decorator sits on top. Behind a device
+    dispatch (`_by_device`), what it runs on CUDA.
     """
+    function = getattr(function, "cuda_kernel", function)
     seen = function
     while seen is not None:
         found = inspect.getclosurevars(seen).nonlocals.get("implementation")
@@ -103,7 +111,8 @@ def bound_kernels() -> dict[str, str]:
 
 def prepare() -> None:
     """Make the fused kernels importable before transformers binds them (rebinding if it
-    already bound the PyTorch path while they were importable)."""
+    already bound the PyTorch path while they were importable), each behind a dispatch on
+    the device (`_by_device`)."""
     if _import_mamba_ssm() is not None:
         return
     modeling = sys.modules.get(_MODELING)
@@ -111,6 +120,26 @@ def prepare() -> None:
         v.startswith("transformers.") for v in bound_kernels().values()
     ):
         importlib.reload(modeling)
+    modeling = importlib.import_module(_MODELING)
+    for name in _KERNEL_FUNCTIONS:
+        function = getattr(modeling, name)
+        reference = getattr(function, "__wrapped__", function)
+        if reference is not function and not hasattr(function, "cuda_kernel"):
+            setattr(modeling, name, _by_device(function, reference))
+
+
+def _by_device(kernel, reference):
+    """`kernel` where the first tensor argument is on CUDA, else `reference` (the PyTorch
+    body). Its `__wrapped__` is the reference, as on transformers' own wrapper."""
+    import torch
+
+    @functools.wraps(reference)
+    def by_device(*args, **kwargs):
+        first = next(a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor))
+        return (kernel if first.is_cuda else reference)(*args, **kwargs)
+
+    by_device.cuda_kernel = kernel
+    return by_device
 
 
 def select(mode: Literal["auto", "required", "off"]) -> None:
