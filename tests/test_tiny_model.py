@@ -38,6 +38,24 @@ def test_tiny_model_has_every_layer_kind_and_runs(tiny_model):
     assert len(rows) == 64 and rows[0]["messages"][1]["content"].rstrip().endswith("}")
 
 
+def test_mamba_in_proj_is_as_aligned_as_the_real_models(tiny_model):
+    # causal_conv1d's CUDA kernel reads the conv channels as a view of in_proj's output and
+    # needs its row stride to be a multiple of 8 (generation on a GPU); the real model's is
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from reasonlab.submission.verify import load_architecture
+
+    def widths(model):
+        return {m.in_proj.out_features for m in model.modules() if hasattr(m, "conv1d")}
+
+    with torch.device("meta"):
+        real = AutoModelForCausalLM.from_config(load_architecture())
+    assert widths(real) == {10_304}
+    tiny = widths(AutoModelForCausalLM.from_pretrained(tiny_model))
+    assert len(tiny) == 1 and tiny.pop() % 8 == 0
+
+
 def test_tokenizer_round_trips_text(tiny_model):
     from transformers import AutoTokenizer
 
