@@ -1,6 +1,12 @@
 """Why the cryptarithm solver misses deduce rows, and how far a perfect tie-breaker could go.
 
     PYTHONPATH=src python3 bench/cryptarithm_ceiling.py train_dev.csv [--show c]
+    PYTHONPATH=src python3 bench/cryptarithm_ceiling.py --generated 4000
+
+`--generated N` runs the same study on N deduce puzzles of the project's generator
+(`cryptarithm.generate`, seeded), where every row is drawn from one known distribution:
+what a prior fitted on half of them reaches on the other half is what the prompts allow
+when the prior is as good as the data can make it, to compare with the dev figures.
 
 Held out as `bench/held_out_priors.py` does it: two folds by a hash of the row id, each
 solved with a prior fitted (`scripts/fit_cryptarithm_prior.py`'s `fit_prior`) on the other.
@@ -26,6 +32,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib.util
+import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,14 +163,34 @@ def judge(
     )
 
 
-def verdicts(csv_path: str) -> tuple[list[Verdict], dict[str, tuple[EquationPrompt, str]]]:
-    """Every deduce row's verdict, held out; and the rows by id (for `--show`)."""
+Rows = dict[str, tuple[EquationPrompt, str, SearchResult]]  # id -> puzzle, gold, search
+
+
+def csv_rows(csv_path: str) -> Rows:
+    """The CSV's cryptarithm rows, searched."""
     fit = _script("fit_cryptarithm_prior")
     rows = {}
     for row in read_rows(csv_path, required=("id", "prompt", "answer")):
         if fit.classify(row["prompt"]).family == cryptarithm.NAME:
             puzzle = cryptarithm.parse(row["prompt"])
             rows[row["id"]] = (puzzle, row["answer"], cryptarithm.find_fits(puzzle))
+    return rows
+
+
+def generated_rows(count: int, seed: int) -> Rows:
+    """`count` generated deduce puzzles, searched (ids `gen-<i>`)."""
+    rng = random.Random(seed)
+    rows = {}
+    for i in range(count):
+        made = cryptarithm.generate(rng, "deduce")
+        puzzle = cryptarithm.parse(made.prompt)
+        rows[f"gen-{i}"] = (puzzle, made.answer, cryptarithm.find_fits(puzzle))
+    return rows
+
+
+def verdicts(rows: Rows) -> list[Verdict]:
+    """Every deduce row's verdict, held out."""
+    fit = _script("fit_cryptarithm_prior")
     out = []
     for fold in (0, 1):
         train = [r for i, r in rows.items() if _fold(i) != fold]
@@ -171,7 +198,7 @@ def verdicts(csv_path: str) -> tuple[list[Verdict], dict[str, tuple[EquationProm
         for row_id, (puzzle, gold, result) in rows.items():
             if _fold(row_id) == fold and puzzle.query_seen:
                 out.append(judge(row_id, puzzle, gold, result, prior))
-    return out, {i: (p, g) for i, (p, g, _) in rows.items()}
+    return out
 
 
 def _class_line(klass: str, rows: list[Verdict]) -> str:
@@ -227,14 +254,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("data", help="competition CSV with id,prompt,answer")
+    parser.add_argument("data", nargs="?", help="competition CSV with id,prompt,answer")
     parser.add_argument("--show", default="", help="print the rows of these classes (e.g. 'cd')")
+    parser.add_argument(
+        "--generated", type=int, default=0, metavar="N", help="study N generated puzzles instead"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="the generator's seed")
     args = parser.parse_args()
-    found, rows = verdicts(args.data)
+    if bool(args.data) == bool(args.generated):
+        parser.error("give a CSV or --generated N (one of them)")
+    rows = generated_rows(args.generated, args.seed) if args.generated else csv_rows(args.data)
+    found = verdicts(rows)
     report(found)
     for v in found:
         if v.klass and v.klass in args.show:
-            puzzle, gold = rows[v.row_id]
+            puzzle, gold, _ = rows[v.row_id]
             examples = "\n".join(f"  {lhs.text} = {rhs}" for lhs, rhs in puzzle.examples)
             print(
                 f"\n[{v.klass}] {v.row_id} answers={v.answers}\n{examples}\n  {puzzle.query.text} -> {gold}"

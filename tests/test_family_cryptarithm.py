@@ -722,17 +722,23 @@ def test_prior_missing_field_is_named() -> None:
 # ---------------------------------------------------------------- ceiling analysis
 
 
-def test_ceiling_finds_no_coverage_gap_on_generated_rows(monkeypatch) -> None:
-    """bench/cryptarithm_ceiling.py on rows the solver's own space generates: every gold
-    answer is among the hypotheses (no class c) and a wrong row is never unambiguous
-    (no class d); the one-answer row it judges is right."""
+@pytest.fixture
+def ceiling(monkeypatch):
+    """bench/cryptarithm_ceiling.py, loaded by path (bench/ is not a package)."""
     pytest.importorskip("scipy")
     spec = importlib.util.spec_from_file_location(
         "cryptarithm_ceiling", REPO / "bench" / "cryptarithm_ceiling.py"
     )
-    ceiling = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, ceiling)  # its dataclass looks itself up there
-    spec.loader.exec_module(ceiling)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # its dataclass looks itself up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ceiling_finds_no_coverage_gap_on_generated_rows(ceiling) -> None:
+    """bench/cryptarithm_ceiling.py on rows the solver's own space generates: every gold
+    answer is among the hypotheses (no class c) and a wrong row is never unambiguous
+    (no class d); the one-answer row it judges is right."""
     prior = cryptarithm.load_prior()
     verdicts = []
     for i, g in enumerate(_generated(12, "deduce", seed=21)):
@@ -742,6 +748,20 @@ def test_ceiling_finds_no_coverage_gap_on_generated_rows(monkeypatch) -> None:
     assert all(v.klass in ("", "a", "b") and v.gold_among for v in verdicts)
     assert all(v.right and v.oracle == 1 for v in verdicts if v.answers == 1)
     assert any(v.right for v in verdicts)
+
+
+def test_ceiling_study_of_generated_rows_holds_every_row_out(ceiling) -> None:
+    """`--generated N`: N seeded deduce puzzles, each judged once under a prior fitted on
+    the other fold (the two folds hold different rows), the same puzzles for one seed."""
+    rows = ceiling.generated_rows(16, seed=3)
+    again = ceiling.generated_rows(16, seed=3)
+    assert {i: (p, gold) for i, (p, gold, _) in rows.items()} == {
+        i: (p, gold) for i, (p, gold, _) in again.items()
+    }
+    found = ceiling.verdicts(rows)
+    assert sorted(v.row_id for v in found) == sorted(rows)
+    assert {ceiling._fold(i) for i in rows} == {0, 1}
+    assert all(v.gold_among for v in found)
 
 
 # ---------------------------------------------------------------- dev accuracy (slow)

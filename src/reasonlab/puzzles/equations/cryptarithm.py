@@ -458,7 +458,9 @@ def hypotheses(
                 rhs = apply(op, left, right, SIGN, fit.setting)
                 for picks, share in _encodings(rhs, inverse, free, loose, leading[fit.setting]):
                     answer = encode(rhs, inverse | {d: s for s, d in picks}, q.op, UNKNOWN)
-                    weight = base * p * share / len(completions)
+                    # not divided among the fit's completions: under a uniform mapping
+                    # each (fit, completion) is one equally likely reading of the symbols
+                    weight = base * p * share
                     yield Hypothesis(fit, assumed + picks, op, rhs, answer, weight)
 
 
