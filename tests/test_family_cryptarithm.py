@@ -764,6 +764,30 @@ def test_ceiling_study_of_generated_rows_holds_every_row_out(ceiling) -> None:
     assert all(v.gold_among for v in found)
 
 
+def test_exact_prior_weighs_fits_by_the_generators_draws_and_restores_the_solver() -> None:
+    """bench/cryptarithm_exact_prior.py: the generator's own frequencies stand in for the
+    fitted prior only inside `exact_weights`; a fit whose operations the generator never
+    draws together weighs (almost) nothing there."""
+    spec = importlib.util.spec_from_file_location(
+        "cryptarithm_exact_prior", REPO / "bench" / "cryptarithm_exact_prior.py"
+    )
+    exact = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(exact)
+    configs = exact.sample_configs(300)
+    settings = ("normal", "reversed", "mirrored")
+    assert set(configs) == {(g, s) for g in ("standard", "symbolic") for s in settings}
+    fit_weight = cryptarithm._fit_weight
+    # a standard normal row holds one plain operation (`twist_class`), so mul with add+1
+    drawn = Fit(NORMAL, (("*", BY_NAME["mul"]), ("+", BY_NAME["add+1"])), ())
+    never = Fit(NORMAL, (("-", BY_NAME["add"]), ("+", BY_NAME["add"])), ())
+    with exact.exact_weights(configs, 300):
+        assert cryptarithm._fit_weight is not fit_weight
+        assert cryptarithm._fit_weight(drawn, "standard", None) > 100 * cryptarithm._fit_weight(
+            never, "standard", None
+        )
+    assert cryptarithm._fit_weight is fit_weight
+
+
 # ---------------------------------------------------------------- dev accuracy (slow)
 
 # Measured on train_dev.csv (`reasonlab solve` / `reasonlab traces`), floors a point or
