@@ -7,8 +7,9 @@ the distribution the rows come from is known: `equations.numeric`'s generator dr
 setting, then the three operators' operations; the mapping and the operands are uniform.
 Weighing each fit by that generator's own probability of its setting and of its shown
 operators' operations (estimated by drawing `--samples` assignments per group and setting)
-is the Bayes-optimal decision, which no prior can beat on these rows. The script prints
-its accuracy beside the fitted prior's (held out, each fold's prior fitted on the other).
+is the Bayes-optimal decision (up to the sampling's noise; symbols of one class are alike
+to the generator), which no prior can beat on these rows. The script prints its accuracy
+beside the fitted prior's (held out, each fold's prior fitted on the other).
 When the two are equal, the fitted prior leaves nothing on the table, and the distance to
 `cryptarithm_ceiling`'s per-row oracle is what the prompts themselves leave open.
 
