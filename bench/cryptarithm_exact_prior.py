@@ -26,16 +26,17 @@ import random
 import sys
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 
 from reasonlab.metric import is_correct
 from reasonlab.puzzles.base import Solution
 from reasonlab.puzzles.equations import cryptarithm
 from reasonlab.puzzles.equations import numeric as equation_numeric
-from reasonlab.puzzles.equations.cryptarithm_search import Fit
+from reasonlab.puzzles.equations.cryptarithm_search import Fit, SearchResult
 from reasonlab.puzzles.equations.numeric import symbol_class
 from reasonlab.puzzles.equations.ops import SETTINGS
+from reasonlab.puzzles.equations.prompt import EquationPrompt
 
 BENCH = Path(__file__).resolve().parent
 _UNSEEN = 0.01  # pseudo-count for a configuration the sampling never drew
@@ -92,6 +93,13 @@ def exact_weights(configs: dict[tuple[str, str], Counter], samples: int) -> Iter
         cryptarithm._fit_weight, cryptarithm.twist_factor = saved
 
 
+def _right(
+    puzzle: EquationPrompt, gold: str, result: SearchResult, prior: cryptarithm.Prior
+) -> bool:
+    outcome = cryptarithm.solve_found(puzzle, result, prior, trace=False)
+    return isinstance(outcome, Solution) and is_correct(gold, outcome.answer)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -115,10 +123,9 @@ def main() -> None:
         for row_id, (puzzle, gold, result) in rows.items():
             if ceiling._fold(row_id) != fold:
                 continue
-            for name in ("fitted", "exact"):
-                with exact_weights(configs, args.samples) if name == "exact" else nullcontext():
-                    outcome = cryptarithm.solve_found(puzzle, result, fitted, trace=False)
-                right[name] += isinstance(outcome, Solution) and is_correct(gold, outcome.answer)
+            right["fitted"] += _right(puzzle, gold, result, fitted)
+            with exact_weights(configs, args.samples):
+                right["exact"] += _right(puzzle, gold, result, fitted)
     n = len(rows)
     print(f"{n} generated deduce rows, held out:")
     print(

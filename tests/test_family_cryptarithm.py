@@ -722,17 +722,20 @@ def test_prior_missing_field_is_named() -> None:
 # ---------------------------------------------------------------- ceiling analysis
 
 
-@pytest.fixture
-def ceiling(monkeypatch):
-    """bench/cryptarithm_ceiling.py, loaded by path (bench/ is not a package)."""
-    pytest.importorskip("scipy")
-    spec = importlib.util.spec_from_file_location(
-        "cryptarithm_ceiling", REPO / "bench" / "cryptarithm_ceiling.py"
-    )
+def _bench_module(name: str, monkeypatch):
+    """bench/<name>.py, loaded by path (bench/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "bench" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)  # its dataclass looks itself up there
+    monkeypatch.setitem(sys.modules, spec.name, module)  # a dataclass looks itself up there
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture
+def ceiling(monkeypatch):
+    """bench/cryptarithm_ceiling.py (its oracle needs scipy)."""
+    pytest.importorskip("scipy")
+    return _bench_module("cryptarithm_ceiling", monkeypatch)
 
 
 def test_ceiling_finds_no_coverage_gap_on_generated_rows(ceiling) -> None:
@@ -764,15 +767,13 @@ def test_ceiling_study_of_generated_rows_holds_every_row_out(ceiling) -> None:
     assert all(v.gold_among for v in found)
 
 
-def test_exact_prior_weighs_fits_by_the_generators_draws_and_restores_the_solver() -> None:
+def test_exact_prior_weighs_fits_by_the_generators_draws_and_restores_the_solver(
+    monkeypatch,
+) -> None:
     """bench/cryptarithm_exact_prior.py: the generator's own frequencies stand in for the
     fitted prior only inside `exact_weights`; a fit whose operations the generator never
     draws together weighs (almost) nothing there."""
-    spec = importlib.util.spec_from_file_location(
-        "cryptarithm_exact_prior", REPO / "bench" / "cryptarithm_exact_prior.py"
-    )
-    exact = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(exact)
+    exact = _bench_module("cryptarithm_exact_prior", monkeypatch)
     configs = exact.sample_configs(300)
     settings = ("normal", "reversed", "mirrored")
     assert set(configs) == {(g, s) for g in ("standard", "symbolic") for s in settings}
